@@ -1,0 +1,107 @@
+"""Every error regsync raises on purpose, in one tree.
+
+    RegsyncError                 anything a user can cause or fix; the CLI prints
+    |                            str(err) and exits 1, never a traceback
+    +-- ConfigError              the registries file is invalid; carries .diagnostics
+    +-- SecretError              a secret could not be resolved (unset variable,
+    |                            sops failure, bad service-account key)
+    +-- StateError               the state file is unreadable, newer, or locked
+    +-- PlanError                a saved plan is stale, or a plan is unsafe to apply
+    +-- APIError                 the Vendor API refused or failed a call
+    |   +-- APIAuthError         401/403, or no token at all
+    |   +-- APINotFound          404
+    |   +-- APIBadRequest        400 (the API's message says why)
+    |   +-- APIServerError       5xx after the retries ran out
+    |   +-- APIUnavailable       no answer (connection, timeout) after the retries
+    +-- SandboxError             the sandbox cannot start (bad key, port in use)
+
+Lower-level errors (httpx, subprocess, OSError, yaml) are translated once, at the
+boundary where they happen, with ``raise Mapped(...) from exc``.
+
+No message built here, or anywhere an instance of these is raised, may contain a
+secret value: messages name the field and the variable, never the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem found in a registries file, with where it is.
+
+    ``context`` is the breadcrumb to the offending item, e.g.
+    ``registries[2] (dockerhub "acme")``; empty for document-level problems.
+    Lines and columns are 1-based.
+    """
+
+    file: str
+    line: int
+    col: int
+    context: str
+    message: str
+    severity: str = "error"  # "error" | "warning"
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.col}"
+        prefix = "warning: " if self.severity == "warning" else ""
+        if self.context:
+            return f"{where}: {prefix}{self.context}: {self.message}"
+        return f"{where}: {prefix}{self.message}"
+
+
+class RegsyncError(Exception):
+    """Base of every error a user can cause; its text is safe to print."""
+
+
+class ConfigError(RegsyncError):
+    def __init__(self, diagnostics: list[Diagnostic]):
+        self.diagnostics = [d for d in diagnostics if d.severity == "error"]
+        self.warnings = [d for d in diagnostics if d.severity == "warning"]
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class SecretError(RegsyncError):
+    pass
+
+
+class StateError(RegsyncError):
+    pass
+
+
+class PlanError(RegsyncError):
+    pass
+
+
+class SandboxError(RegsyncError):
+    pass
+
+
+class APIError(RegsyncError):
+    """A Vendor API call failed. ``status`` is the HTTP status (0 when none)."""
+
+    def __init__(self, message: str, *, status: int = 0, api_message: str = ""):
+        self.status = status
+        self.api_message = api_message
+        super().__init__(message)
+
+
+class APIAuthError(APIError):
+    pass
+
+
+class APINotFound(APIError):
+    pass
+
+
+class APIBadRequest(APIError):
+    pass
+
+
+class APIServerError(APIError):
+    pass
+
+
+class APIUnavailable(APIError):
+    pass
