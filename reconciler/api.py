@@ -1,0 +1,438 @@
+"""The Vendor API v3 client for the external-registries endpoints.
+
+Contract: ``vendor-api-v3-external-registries.swagger.yml`` (basePath ``/vendor/v3``).
+Every httpx exception and every non-success answer is translated here, once, into the
+``APIError`` tree of ``reconciler.errors``. Messages carry the API's own ``message`` and
+never a request body, so no credential can reach an error.
+
+Retries (``reconciler.retry``): 429, 502, 503, 504 and transport failures, with
+backoff, bounded in attempts and time. Reads and PUTs are retried as they are. A
+DELETE whose earlier answer was lost or a 5xx treats a later 404 as done. A create is
+never sent twice blindly: when its answer is lost (or a 502/503/504 came back, the
+work may have been committed), the registries are listed and a registry with that slug
+and endpoint is taken as the created one; only when it is absent is the create sent
+again.
+
+httpx is imported lazily, so ``regsync validate`` and ``--help`` never load it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from reconciler import __version__
+from reconciler.errors import (
+    APIAuthError,
+    APIBadRequest,
+    APIError,
+    APINotFound,
+    APIServerError,
+    APIUnavailable,
+)
+from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry
+from reconciler.retry import DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after
+from reconciler.secret import Secret
+
+if TYPE_CHECKING:
+    import httpx
+
+DEFAULT_ORIGIN = "https://api.replicated.com/vendor"
+TOKEN_VAR = "REPLICATED_API_TOKEN"
+ORIGIN_VAR = "REPLICATED_API_ORIGIN"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+UNCERTAIN_STATUSES = frozenset({502, 503, 504})  # the work may have been done
+_EXCERPT = 120
+_MESSAGE = 500
+
+
+@dataclass(frozen=True, kw_only=True)
+class Timeout:
+    """Seconds allowed to each phase of one request (never to a whole retried call,
+    which ``RetryPolicy.total_time`` bounds)."""
+
+    connect: float = 5.0
+    read: float = 30.0
+    write: float = 30.0
+    pool: float = 5.0
+
+    def capped(self, remaining: float) -> httpx.Timeout:
+        import httpx
+
+        def cap(value: float) -> float:
+            return max(min(value, remaining), 0.01)
+
+        return httpx.Timeout(
+            connect=cap(self.connect), read=cap(self.read), write=cap(self.write), pool=cap(self.pool)
+        )
+
+
+DEFAULT_TIMEOUT = Timeout()
+
+
+class _Lost(Exception):
+    """The request may have reached the server, but no answer came back."""
+
+
+class _NotSent(Exception):
+    """The request never left (the connection could not be made)."""
+
+
+def from_env(env: Mapping[str, str], *, token: str | Secret | None = None,
+             origin: str | None = None, **kw: Any) -> VendorAPI:
+    """A client from ``REPLICATED_API_TOKEN`` / ``REPLICATED_API_ORIGIN`` (arguments win)."""
+    raw = token.reveal() if isinstance(token, Secret) else (token or "")
+    if not raw.strip():
+        raw = env.get(TOKEN_VAR) or ""
+    origin = origin or (env.get(ORIGIN_VAR) or "").strip() or DEFAULT_ORIGIN
+    return VendorAPI(token=Secret(raw), origin=origin, **kw)
+
+
+class VendorAPI:
+    """One client per run; safe to share between threads (httpx's pool is, and the
+    call counter is locked)."""
+
+    def __init__(self, *, token: str | Secret, origin: str = DEFAULT_ORIGIN,
+                 timeout: Timeout = DEFAULT_TIMEOUT, retry: RetryPolicy = DEFAULT_RETRY,
+                 transport: httpx.BaseTransport | None = None, user_agent: str | None = None):
+        import httpx
+
+        self._token = _check_token(token)
+        self.origin = _check_origin(origin)
+        self.timeout = timeout
+        self.retry = retry
+        self._lock = threading.Lock()
+        self._calls = 0
+        self._client = httpx.Client(
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": user_agent or f"regsync/{__version__}",
+            },
+        )
+
+    def __repr__(self) -> str:
+        return f"VendorAPI(origin={self.origin!r})"
+
+    def __enter__(self) -> VendorAPI:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._client.close()
+
+    @property
+    def calls(self) -> int:
+        with self._lock:
+            return self._calls
+
+    # --- the endpoints ---------------------------------------------------------
+
+    def list_registries(self) -> list[RemoteRegistry]:
+        response, _ = self._request("GET", "/v3/external_registries", what="list registries")
+        return self._registries(response, "list registries")
+
+    def create_registry(self, body: RegistryWrite) -> RemoteRegistry:
+        slug = body.slug or body.endpoint or ""  # the API's default slug is the endpoint
+        endpoint = body.endpoint or ""
+        what = f"create registry {slug!r}"
+        payload = body.to_body(create=True)
+        budget = self.retry.budget()
+        uncertain = False  # the last create may have landed: list before sending again
+        ever_uncertain = False  # some create may have landed (even if a later list said no)
+        failure = ""
+        while True:
+            if uncertain:
+                landed = self._landed(slug, endpoint, budget, what)
+                if landed is not None:
+                    return landed
+                uncertain = False
+            budget.begin_attempt()
+            response = None
+            try:
+                response = self._send("POST", "/v3/external_registry", budget, json_body=payload)
+            except _NotSent as exc:
+                failure = str(exc)
+            except _Lost as exc:
+                failure, uncertain = str(exc), True
+            else:
+                status = response.status_code
+                if status == 201:
+                    return self._registry(response, what)
+                if status == 400 and ever_uncertain:
+                    # "already exists" after a lost answer: the first one landed
+                    landed = self._landed(slug, endpoint, budget, what)
+                    if landed is not None:
+                        return landed
+                if status not in RETRY_STATUSES:
+                    raise self._error(response, what, budget)
+                uncertain = status in UNCERTAIN_STATUSES
+            ever_uncertain = ever_uncertain or uncertain
+            if budget.wait(None if response is None else _retry_after(response)):
+                continue
+            maybe = " (it may have been created: list the registries to see)" if uncertain else ""
+            if response is not None:
+                raise self._error(response, what, budget, note=maybe)
+            raise self._unavailable(what, budget, failure, note=maybe)
+
+    def update_registry(self, slug: str, body: RegistryWrite) -> RemoteRegistry:
+        what = f"update registry {slug!r}"
+        response, _ = self._request(
+            "PUT", f"/v3/external_registry/{_segment(slug)}", what=what,
+            json_body=body.to_body(create=False),
+        )
+        return self._registry(response, what)
+
+    def delete_registry(self, slug: str) -> None:
+        what = f"delete registry {slug!r}"
+        self._request("DELETE", f"/v3/external_registry/{_segment(slug)}", what=what,
+                      expect=(204,), gone_ok=True)
+
+    def test_registry(self, *, image: str, slug: str | None = None, endpoint: str | None = None,
+                      username: str | None = None, password: Secret | None = None) -> PullTestResult:
+        if not slug and not endpoint:
+            raise ValueError("test_registry needs a slug or an endpoint")
+        what = f"test image {image!r} of registry {(slug or endpoint)!r}"
+        payload: dict[str, Any] = {"endpoint": endpoint or "", "image": image}
+        if slug:
+            payload["slug"] = slug
+        if username is not None:
+            payload["username"] = username
+        if password is not None:
+            payload["password"] = password.reveal()
+        response, _ = self._request("PUT", "/v3/external_registry/test", what=what,
+                                    json_body=payload)
+        data = self._json(response, what)
+        status = data.get("status")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise self._shape(response, what, "no integer 'status'")
+        error = data.get("error")
+        return PullTestResult(status=status, error=error if isinstance(error, str) else "")
+
+    def registry_logs(self, *, slug: str | None = None,
+                      endpoint: str | None = None) -> list[RegistryLog]:
+        params = {k: v for k, v in (("endpoint", endpoint), ("slug", slug)) if v}
+        what = f"logs of registry {(slug or endpoint)!r}"
+        response, _ = self._request("GET", "/v3/external_registry/logs", what=what, params=params)
+        logs = self._json(response, what).get("logs")
+        if logs is None:
+            return []
+        if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
+            raise self._shape(response, what, "'logs' is not a list of objects")
+        return [RegistryLog.from_api(entry) for entry in logs]
+
+    # --- one logical call ------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200,),
+                 json_body: dict | None = None, params: dict | None = None,
+                 gone_ok: bool = False) -> tuple[httpx.Response, bool]:
+        """Send with retries; the final success answer, or raise. ``uncertain`` tells
+        whether an earlier attempt may have done the work (lost answer or 5xx); with
+        ``gone_ok`` a 404 after such an attempt counts as success (DELETE)."""
+        budget = self.retry.budget()
+        uncertain = False
+        failure = ""
+        while True:
+            budget.begin_attempt()
+            try:
+                response = self._send(method, path, budget, json_body=json_body, params=params)
+            except _NotSent as exc:
+                failure = str(exc)
+            except _Lost as exc:
+                failure, uncertain = str(exc), True
+            else:
+                status = response.status_code
+                if status in expect or (gone_ok and uncertain and status == 404):
+                    return response, uncertain
+                if status in RETRY_STATUSES:
+                    uncertain = uncertain or status in UNCERTAIN_STATUSES
+                    if budget.wait(_retry_after(response)):
+                        continue
+                raise self._error(response, what, budget)
+            if not budget.wait():
+                raise self._unavailable(what, budget, failure)
+
+    def _landed(self, slug: str, endpoint: str, budget: Budget, what: str) -> RemoteRegistry | None:
+        """After a create whose answer was lost: the registry it made, or None when
+        there is none (listing with the same budget, retrying what can be retried)."""
+        failure = ""
+        while True:
+            budget.begin_attempt()
+            try:
+                response = self._send("GET", "/v3/external_registries", budget)
+            except (_NotSent, _Lost) as exc:
+                failure = str(exc)
+            else:
+                if response.status_code == 200:
+                    break
+                if response.status_code in RETRY_STATUSES and budget.wait(_retry_after(response)):
+                    continue
+                raise self._error(response, f"{what} (checking whether it landed)", budget)
+            if not budget.wait():
+                raise self._unavailable(what, budget, failure)
+        for remote in self._registries(response, what):
+            if remote.slug == slug:
+                if _same_endpoint(remote.endpoint, endpoint):
+                    return remote
+                raise APIBadRequest(
+                    f"{what}: a registry with this slug already exists with endpoint "
+                    f"{remote.endpoint!r}, not {endpoint!r}",
+                    status=400,
+                )
+        return None
+
+    def _send(self, method: str, path: str, budget: Budget, *, json_body: dict | None = None,
+              params: dict | None = None) -> httpx.Response:
+        """One HTTP request; transport failures become _NotSent or _Lost."""
+        import httpx
+
+        content = None if json_body is None else json.dumps(json_body).encode()
+        headers = {"Authorization": self._token.reveal()}
+        with self._lock:
+            self._calls += 1
+        try:
+            return self._client.request(
+                method, self.origin + path, content=content, params=params, headers=headers,
+                timeout=self.timeout.capped(budget.remaining()),
+            )
+        # Not chained (``from None``): an httpx exception holds the request, body included.
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _NotSent(_describe(exc)) from None
+        except httpx.RequestError as exc:  # read/write errors, timeouts, disconnects
+            raise _Lost(_describe(exc)) from None
+
+    # --- answers -----------------------------------------------------------------
+
+    def _json(self, response: httpx.Response, what: str) -> dict:
+        try:
+            data = response.json()
+        except (ValueError, UnicodeDecodeError):
+            raise self._shape(response, what, "not JSON") from None
+        if not isinstance(data, dict):
+            raise self._shape(response, what, "not a JSON object")
+        return data
+
+    def _registry(self, response: httpx.Response, what: str) -> RemoteRegistry:
+        data = self._json(response, what).get("external_registry")
+        if not isinstance(data, dict):
+            raise self._shape(response, what, "no 'external_registry' object")
+        return RemoteRegistry.from_api(data)
+
+    def _registries(self, response: httpx.Response, what: str) -> list[RemoteRegistry]:
+        items = self._json(response, what).get("external_registries")
+        if items is None:
+            return []
+        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
+            raise self._shape(response, what, "'external_registries' is not a list of objects")
+        return [RemoteRegistry.from_api(item) for item in items]
+
+    def _shape(self, response: httpx.Response, what: str, why: str) -> APIError:
+        return APIError(
+            f"{what}: the API answered {response.status_code} with a body that is not the "
+            f"contract's JSON ({why}): {_excerpt(response)}",
+            status=response.status_code,
+        )
+
+    def _error(self, response: httpx.Response, what: str, budget: Budget,
+               note: str = "") -> APIError:
+        status = response.status_code
+        message = _api_message(response)
+        said = f": {message}" if message else f" ({_excerpt(response)})" if response.content else ""
+        said += note
+        tries = f" after {budget.attempts} attempts" if budget.attempts > 1 else ""
+        kw = {"status": status, "api_message": message}
+        if status in (401, 403):
+            return APIAuthError(
+                f"{what}: the API refused the token ({status}){said}; check {TOKEN_VAR}", **kw)
+        if status == 404:
+            return APINotFound(f"{what}: not found (404){said}", **kw)
+        if status == 400:
+            return APIBadRequest(f"{what}: the API rejected the request (400){said}", **kw)
+        if status == 429:
+            return APIError(f"{what}: rate limited by the API (429){tries}{said}", **kw)
+        if status >= 500:
+            return APIServerError(f"{what}: the API failed ({status}){tries}{said}", **kw)
+        return APIError(f"{what}: unexpected answer from the API ({status}){said}", **kw)
+
+    def _unavailable(self, what: str, budget: Budget, failure: str,
+                     note: str = "") -> APIUnavailable:
+        return APIUnavailable(
+            f"{what}: no answer from {self.origin} after {budget.attempts} "
+            f"attempt{'s' if budget.attempts != 1 else ''} ({failure}){note}"
+        )
+
+
+# --- helpers -------------------------------------------------------------------------
+
+
+def _check_origin(origin: str) -> str:
+    parts = urlsplit(origin.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise APIError(f"{ORIGIN_VAR} must be an http(s) URL such as {DEFAULT_ORIGIN}, "
+                       f"not {_clip(origin)!r}")
+    if parts.username or parts.password:
+        raise APIError(f"{ORIGIN_VAR} must not carry credentials; the token goes in {TOKEN_VAR}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _check_token(token: str | Secret) -> Secret:
+    raw = (token.reveal() if isinstance(token, Secret) else token or "").strip()
+    if not raw:
+        raise APIAuthError(f"no Vendor API token: set {TOKEN_VAR} to an API token of the "
+                           "Replicated vendor team")
+    if not all(33 <= ord(ch) < 127 for ch in raw):  # an HTTP header cannot carry it
+        raise APIAuthError(f"the Vendor API token has characters no token has (spaces, "
+                           f"control or non-ASCII characters); check {TOKEN_VAR}")
+    return Secret(raw)
+
+
+def _segment(slug: str) -> str:
+    return quote(slug, safe="")
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _api_message(response: httpx.Response) -> str:
+    """The API's ``message`` from any of the contract's error shapes, else ''."""
+    try:
+        data = response.json()
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    message = data.get("message")
+    if not isinstance(message, str) and isinstance(data.get("error"), dict):
+        message = data["error"].get("message")
+    if not isinstance(message, str) and isinstance(data.get("error"), str):
+        message = data["error"]
+    return _clip(message, _MESSAGE) if isinstance(message, str) else ""
+
+
+def _excerpt(response: httpx.Response) -> str:
+    text = response.content[: _EXCERPT * 4].decode("utf-8", "replace")
+    return repr(_clip(text, _EXCERPT)) if text else "empty body"
+
+
+def _clip(text: str, limit: int = _EXCERPT) -> str:
+    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(exc: Exception) -> str:
+    text = _clip(str(exc)) or "no detail"
+    return f"{type(exc).__name__}: {text}"
