@@ -1,0 +1,498 @@
+"""The command line: parse options, call the core, render, choose the exit code.
+
+The only module that prints, prompts or exits. Heavy modules (httpx, deepdiff) are
+imported inside the commands that need them, so `validate` and `--help` stay fast.
+
+Exit codes: 0 success; 1 any error, usage errors included; 2 `plan
+--detailed-exitcode` with changes; 3 an internal error (a bug); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from reconciler import __version__
+from reconciler.errors import ConfigError, RegsyncError
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    name="regsync",
+    help="Keep a Replicated team's external registries exactly as a YAML file says.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class PlanFormat(str, Enum):
+    text = "text"
+    markdown = "markdown"
+    json = "json"
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+ConfigOpt = Annotated[
+    Path, typer.Option("--config", "-c", help="The registries file.", show_default=True)
+]
+StateOpt = Annotated[
+    Optional[Path],
+    typer.Option(help="State file. [default: regsync.state.json beside the registries file]"),
+]
+TokenOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--api-token",
+        help="Vendor API token. [default: $REPLICATED_API_TOKEN]",
+        show_default=False,
+    ),
+]
+OriginOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--api-origin",
+        help="Vendor API origin. [default: $REPLICATED_API_ORIGIN or https://api.replicated.com/vendor]",
+        show_default=False,
+    ),
+]
+TargetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--target", help="Plan only this slug (repeatable).", show_default=False),
+]
+PruneOpt = Annotated[
+    bool, typer.Option("--prune", help="Delete team registries the file does not list.")
+]
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _use_color(stream) -> bool:
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def _print_warnings(config) -> None:
+    for warning in config.warnings:
+        _err(str(warning))
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    if version:
+        print(f"regsync {__version__}")
+        raise typer.Exit(0)
+
+
+@app.command()
+def validate(
+    files: Annotated[
+        Optional[list[Path]], typer.Argument(help="Registries files. [default: registries.yaml]")
+    ] = None,
+    check_env: Annotated[
+        bool, typer.Option("--check-env", help="Also report ${VAR}s that are not set.")
+    ] = False,
+) -> int:
+    """Check registries files offline: schema, duplicates, secrets, image references."""
+    from reconciler.config import check_files
+
+    paths = [str(f) for f in files] if files else ["registries.yaml"]
+    diagnostics = check_files(paths, check_env=check_env, env=os.environ)
+    for diagnostic in diagnostics:
+        print(diagnostic)
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    warnings = len(diagnostics) - errors
+    noun = "file" if len(paths) == 1 else "files"
+    if errors:
+        _err(f"{errors} error(s), {warnings} warning(s) in {len(paths)} {noun}")
+        return EXIT_ERROR
+    _err(f"{len(paths)} {noun} valid" + (f", {warnings} warning(s)" if warnings else ""))
+    return EXIT_OK
+
+
+def _render_plan(plan, fmt: PlanFormat, stream) -> None:
+    from reconciler import render
+
+    if fmt is PlanFormat.json:
+        render.render_json(plan, stream)
+    elif fmt is PlanFormat.markdown:
+        render.render_markdown(plan, stream)
+    else:
+        render.render_text(plan, stream, color=_use_color(stream))
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = Path("registries.yaml"),
+    state: StateOpt = None,
+    fmt: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = PlanFormat.text,
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Save the plan for `regsync apply PLANFILE`.")
+    ] = None,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option("--detailed-exitcode", help="Exit 0 when no changes, 2 when changes, 1 on error."),
+    ] = False,
+    target: TargetOpt = None,
+    prune: PruneOpt = False,
+    api_token: TokenOpt = None,
+    api_origin: OriginOpt = None,
+) -> int:
+    """Show what apply would change, without changing anything."""
+    from reconciler import workflow
+
+    env = os.environ
+    token = workflow.api_token(env, api_token)
+    with workflow.open_api(env, token=token, origin=api_origin) as api:
+        session = workflow.make_plan(
+            config, env=env, api=api, token=token, state_path=state, prune=prune,
+            targets=target or (),
+        )
+    _print_warnings(session.config)
+    _render_plan(session.plan, fmt, sys.stdout)
+    if out:
+        workflow.save_session_plan(session, out)
+        _err(f"Saved the plan to {out}. Apply it with: regsync apply {out}")
+    if detailed_exitcode and session.plan.has_changes:
+        return EXIT_CHANGES
+    return EXIT_OK
+
+
+def _confirm(plan) -> bool:
+    print("\nDo you want to apply these changes? Only 'yes' will be accepted.")
+    try:
+        answer = input("  Enter a value: ")
+    except EOFError:
+        return False
+    return answer.strip() == "yes"
+
+
+def _print_change(outcome) -> None:
+    change = outcome.change
+    if outcome.status == "succeeded":
+        verb = {"create": "created", "update": "updated", "delete": "destroyed"}[change.action]
+        print(f"{change.slug}: {verb}")
+    elif outcome.status == "failed":
+        print(f"{change.slug}: {change.action} FAILED: {outcome.error}")
+    else:
+        print(f"{change.slug}: {change.action} skipped")
+    sys.stdout.flush()
+
+
+def _print_test(outcome) -> None:
+    mark = "ok" if outcome.ok else "FAILED"
+    line = f"test {outcome.slug} {outcome.image}: {mark} (upstream status {outcome.status})"
+    if not outcome.ok:
+        line += f": {outcome.error}" if outcome.error else ""
+        if outcome.advice:
+            line += f"\n    {outcome.advice}"
+    print(line)
+    sys.stdout.flush()
+
+
+@app.command()
+def apply(
+    planfile: Annotated[
+        Optional[Path], typer.Argument(help="A plan saved by `regsync plan --out`.")
+    ] = None,
+    config: ConfigOpt = Path("registries.yaml"),
+    state: StateOpt = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Apply without asking.")
+    ] = False,
+    parallelism: Annotated[
+        int, typer.Option(min=1, max=32, help="Changes and tests run at once.")
+    ] = 4,
+    skip_tests: Annotated[bool, typer.Option("--skip-tests", help="Do not run the image tests.")] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Apply even when deletes exceed settings.max_deletes.")
+    ] = False,
+    report: Annotated[
+        Optional[Path], typer.Option("--report", help="Write a JSON report of each change and test.")
+    ] = None,
+    target: TargetOpt = None,
+    prune: PruneOpt = False,
+    api_token: TokenOpt = None,
+    api_origin: OriginOpt = None,
+) -> int:
+    """Make the calls the plan names, then run the image tests."""
+    from reconciler import workflow
+    from reconciler.apply import ApplyResult, apply_plan, run_image_tests
+    from reconciler.state import StateLock
+
+    env = os.environ
+    saved = None
+    if planfile is not None:
+        from reconciler.planfile import load_plan
+
+        saved = load_plan(planfile)
+        config = Path(saved.config_path)
+        prune = prune or bool(saved.data.get("options", {}).get("prune"))
+        target = target or list(saved.data.get("options", {}).get("targets") or [])
+    elif not auto_approve and not sys.stdin.isatty():
+        _err(
+            "error: apply needs confirmation, and there is no terminal to ask on: "
+            "pass --auto-approve, or apply a plan saved with `regsync plan --out FILE`"
+        )
+        return EXIT_ERROR
+    token = workflow.api_token(env, api_token)
+    state_path = state or workflow.default_state_path(config)
+    with workflow.open_api(env, token=token, origin=api_origin) as api, StateLock(state_path):
+        session = workflow.make_plan(
+            config, env=env, api=api, token=token, state_path=state_path, prune=prune,
+            targets=target or (),
+        )
+        _print_warnings(session.config)
+        if saved is not None:
+            workflow.check_saved_plan(saved, session)
+        if session.plan.has_changes and saved is None:
+            _render_plan(session.plan, PlanFormat.text, sys.stdout)
+            if not auto_approve and not _confirm(session.plan):
+                _err("Apply cancelled; nothing was changed.")
+                return EXIT_ERROR
+        session.plan.raise_if_unsafe(force=force)
+        outcomes = apply_plan(
+            session.plan, api, state=session.state, state_path=session.state_path,
+            fingerprinter=session.fingerprinter, parallelism=parallelism,
+            on_event=_print_change,
+        )
+        tests = ()
+        if not skip_tests:
+            tests = run_image_tests(
+                session.config, api, parallelism=parallelism,
+                slugs=set(target) if target else None, on_event=_print_test,
+            )
+    result = ApplyResult(changes=tuple(outcomes), tests=tuple(tests))
+    if report:
+        _write_json(report, result.report_data())
+    c = result.counts
+    print(
+        f"Apply complete: {c['added']} added, {c['changed']} changed, {c['destroyed']} destroyed; "
+        f"tests: {c['tests_passed']} passed, {c['tests_failed']} failed."
+    )
+    if c.get("failed"):
+        _err(f"{c['failed']} change(s) failed; the state file records what succeeded.")
+    return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def _write_json(path: Path, data) -> None:
+    import json
+
+    try:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+    except OSError as exc:
+        raise RegsyncError(f"cannot write {path}: {exc.strerror}") from exc
+
+
+@app.command("test")
+def test_images(
+    config: ConfigOpt = Path("registries.yaml"),
+    slug: Annotated[
+        Optional[list[str]], typer.Option("--slug", help="Test only this registry (repeatable).")
+    ] = None,
+    parallelism: Annotated[int, typer.Option(min=1, max=32)] = 4,
+    api_token: TokenOpt = None,
+    api_origin: OriginOpt = None,
+) -> int:
+    """Run the image tests only: ask Replicated to pull each listed image."""
+    from reconciler import workflow
+    from reconciler.apply import run_image_tests
+    from reconciler.config import load_config
+
+    cfg = load_config(str(config))
+    _print_warnings(cfg)
+    known = {r.slug for r in cfg.registries}
+    unknown = sorted(set(slug or ()) - known)
+    if unknown:
+        raise RegsyncError(f"{config}: no registry with slug {', '.join(map(repr, unknown))}")
+    with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
+        tests = run_image_tests(
+            cfg, api, parallelism=parallelism, slugs=set(slug) if slug else None,
+            on_event=_print_test,
+        )
+    passed = sum(1 for t in tests if t.ok)
+    print(f"tests: {passed} passed, {len(tests) - passed} failed.")
+    return EXIT_OK if passed == len(tests) else EXIT_ERROR
+
+
+@app.command("import")
+def import_registries(
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
+    api_token: TokenOpt = None,
+    api_origin: OriginOpt = None,
+) -> int:
+    """Write a registries file from the team's current registries."""
+    from reconciler import workflow
+    from reconciler.importer import import_config
+
+    if output is not None and output.exists() and not force:
+        raise RegsyncError(f"{output} exists; pass --force to overwrite it")
+    with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
+        text = import_config(api.list_registries())
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        try:
+            output.write_text(text)
+        except OSError as exc:
+            raise RegsyncError(f"cannot write {output}: {exc.strerror}") from exc
+        _err(f"Wrote {output}. Set the ${{VAR}}s it names, then run: regsync plan -c {output}")
+    return EXIT_OK
+
+
+@app.command("ls")
+def list_registries(
+    fmt: Annotated[ListFormat, typer.Option("--format", help="Output format.")] = ListFormat.table,
+    api_token: TokenOpt = None,
+    api_origin: OriginOpt = None,
+) -> int:
+    """List the team's registries."""
+    import json
+
+    from reconciler import workflow
+
+    with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
+        remote = api.list_registries()
+    if fmt is ListFormat.json:
+        rows = [
+            {
+                "slug": r.slug, "provider": r.provider, "endpoint": r.endpoint,
+                "authType": r.auth_type, "username": r.username, "appIds": list(r.app_ids),
+                "updatedAt": r.updated_at, "lastUsedAt": r.last_used_at,
+            }
+            for r in remote
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    header = ("SLUG", "PROVIDER", "ENDPOINT", "AUTH", "USERNAME", "APPS", "LAST USED")
+    rows = [
+        (r.slug, r.provider, r.endpoint, r.auth_type, r.username,
+         ",".join(r.app_ids) or "all", r.last_used_at or "never")
+        for r in sorted(remote, key=lambda r: r.slug)
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    for row in (header, *rows):
+        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+    if not rows:
+        _err("The team has no external registries.")
+    return EXIT_OK
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8800,
+    db: Annotated[
+        Path, typer.Option(help="SQLite file for the sandbox's state (':memory:' for none).")
+    ] = Path("regsync-sandbox.db"),
+    token: Annotated[
+        Optional[str],
+        typer.Option(help="API token clients must send. [default: $REGSYNC_SANDBOX_TOKEN or sandbox-token]", show_default=False),
+    ] = None,
+    latency_ms: Annotated[int, typer.Option(min=0, help="Latency added to every API call.")] = 0,
+    fail_before_commit: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of write calls answered 503, nothing done.")
+    ] = 0.0,
+    lose_after_commit: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of write calls done, then answered with nothing.")
+    ] = 0.0,
+    rate_limit: Annotated[
+        Optional[str], typer.Option(help="N/SECONDS: answer 429 past N calls per SECONDS.", show_default=False)
+    ] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Seed for the random faults.")] = None,
+) -> int:
+    """Serve a local stand-in for the Vendor API's external registries."""
+    from reconciler.sandbox.server import run
+
+    limit = None
+    if rate_limit:
+        try:
+            n, _, per = rate_limit.partition("/")
+            limit = (int(n), float(per or 1))
+            if limit[0] < 1 or limit[1] <= 0:
+                raise ValueError
+        except ValueError:
+            raise typer.BadParameter(
+                f"expected N/SECONDS such as 10/1, got {rate_limit!r}", param_hint="--rate-limit"
+            ) from None
+    run(
+        host=host,
+        port=port,
+        db=str(db),
+        token=token or os.environ.get("REGSYNC_SANDBOX_TOKEN") or "sandbox-token",
+        latency_ms=latency_ms,
+        fail_before_rate=fail_before_commit,
+        lose_after_rate=lose_after_commit,
+        rate_limit=limit,
+        seed=seed,
+        out=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _click_exception_types():
+    # typer vendors click and re-exports only some of its exceptions; find the base
+    # of its usage errors without reaching into a private module.
+    base = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return base, typer.Abort
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The one error boundary: expected errors -> message and 1; bugs -> 3; Ctrl-C -> 130."""
+    click_exc, abort = _click_exception_types()
+    try:
+        rv = app(args=argv, prog_name="regsync", standalone_mode=False)
+    except ConfigError as exc:
+        for diagnostic in exc.diagnostics:
+            _err(str(diagnostic))
+        for warning in exc.warnings:
+            _err(str(warning))
+        code = EXIT_ERROR
+    except RegsyncError as exc:
+        _err(f"error: {exc}")
+        code = EXIT_ERROR
+    except click_exc as exc:
+        exc.show()
+        code = EXIT_ERROR  # usage errors are 1, so that 2 always means "changes"
+    except abort:
+        _err("Aborted.")
+        code = EXIT_ERROR
+    except KeyboardInterrupt:
+        _err("Interrupted.")
+        code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        code = EXIT_ERROR
+    except Exception as exc:  # a bug: one line, no traceback unless asked for
+        if os.environ.get("REGSYNC_DEBUG"):
+            import traceback
+
+            traceback.print_exc()
+        _err(
+            f"regsync: internal error ({type(exc).__name__}). This is a bug; "
+            "rerun with REGSYNC_DEBUG=1 to see the traceback."
+        )
+        code = EXIT_BUG
+    else:
+        code = rv if isinstance(rv, int) else EXIT_OK
+    if argv is None:
+        sys.exit(code)
+    return code

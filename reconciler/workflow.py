@@ -1,0 +1,136 @@
+"""The steps of `plan` and `apply`, composed: what the CLI calls.
+
+Everything here takes its dependencies (environment, API client) as arguments and
+returns values; nothing prints. The order matters and is the safety story:
+
+1. load and validate the file (no secret is resolved before it is valid, so no
+   schema error can ever contain one);
+2. resolve secrets (an unset variable stops everything before any network call);
+3. list the team's registries (one API call, whatever their number);
+4. load the state, diff, and build the Plan.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from reconciler.errors import APIAuthError
+from reconciler.model import Config, RemoteRegistry
+
+STATE_FILENAME = "regsync.state.json"
+
+
+def default_state_path(config_path: str | os.PathLike) -> Path:
+    """The state file lives beside the registries file it belongs to."""
+    return Path(config_path).resolve().parent / STATE_FILENAME
+
+
+def api_token(env: Mapping[str, str], token: str | None = None) -> str:
+    value = (token if token is not None else env.get("REPLICATED_API_TOKEN", "")).strip()
+    if not value:
+        raise APIAuthError(
+            "no Vendor API token: set REPLICATED_API_TOKEN (or pass --api-token); "
+            "for the local sandbox, use the token it printed when it started"
+        )
+    return value
+
+
+def open_api(env: Mapping[str, str], *, token: str | None = None, origin: str | None = None):
+    from reconciler.api import from_env
+
+    return from_env(env, token=api_token(env, token), origin=origin)
+
+
+@dataclass
+class Session:
+    """One plan's inputs and result, kept together so apply can use them."""
+
+    config: Config
+    config_path: Path
+    state_path: Path
+    state: object  # reconciler.state.State
+    remote: list[RemoteRegistry]
+    fingerprinter: object  # reconciler.state.Fingerprinter
+    plan: object  # reconciler.plan.Plan
+    prune: bool
+    targets: tuple[str, ...]
+
+    def fingerprints(self) -> dict[str, str]:
+        return {
+            r.slug: self.fingerprinter.fingerprint(r)
+            for r in self.config.registries
+            if r.secret is not None
+        }
+
+
+def make_plan(
+    config_path: str | os.PathLike,
+    *,
+    env: Mapping[str, str],
+    api,
+    token: str,
+    state_path: str | os.PathLike | None = None,
+    prune: bool = False,
+    targets: Collection[str] = (),
+) -> Session:
+    from reconciler.config import load_config
+    from reconciler.diff import diff
+    from reconciler.secrets import resolve_secrets
+    from reconciler.state import Fingerprinter, load_state, state_key
+
+    config = load_config(str(config_path))
+    config = resolve_secrets(config, env=env)
+    remote = api.list_registries()
+    state_file = Path(state_path) if state_path else default_state_path(config_path)
+    state = load_state(state_file)
+    fingerprinter = Fingerprinter(state_key(env, token))
+    prune = prune or config.settings.prune
+    plan = diff(
+        config,
+        remote,
+        state,
+        fingerprinter,
+        prune=prune,
+        targets=set(targets) if targets else None,
+    )
+    return Session(
+        config=config,
+        config_path=Path(config_path),
+        state_path=state_file,
+        state=state,
+        remote=remote,
+        fingerprinter=fingerprinter,
+        plan=plan,
+        prune=prune,
+        targets=tuple(targets),
+    )
+
+
+def save_session_plan(session: Session, out: str | os.PathLike) -> None:
+    from reconciler.planfile import config_digest, remote_digest, save_plan
+
+    save_plan(
+        out,
+        session.plan,
+        config_path=str(session.config_path),
+        config_sha256=config_digest(session.config_path),
+        remote_sha256=remote_digest(session.remote),
+        fingerprints=session.fingerprints(),
+        key_id=session.fingerprinter.key_id,
+    )
+
+
+def check_saved_plan(saved, session: Session) -> None:
+    """Refuse a saved plan that no longer describes what apply would do."""
+    from reconciler.planfile import check_fresh, config_digest, remote_digest
+
+    check_fresh(
+        saved,
+        config_sha256=config_digest(session.config_path),
+        remote_sha256=remote_digest(session.remote),
+        fingerprints=session.fingerprints(),
+        plan=session.plan,
+    )
