@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Set up a development machine: Debian's docker-registry (the real OCI registry the
+# tests and the demo run) and a virtualenv with regsync and its test dependencies.
+# Idempotent; needs root or sudo only to install the Debian package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v docker-registry >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "setup: docker-registry is missing and installing it needs root or sudo" >&2
+    echo "setup: install Debian's docker-registry package, then run this again" >&2
+    exit 1
+  fi
+  echo "setup: installing Debian's docker-registry"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
+  # The package enables a service on :5000 on every interface; we never use it.
+  $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  python3 -m venv .venv
+fi
+echo "setup: installing regsync and its test dependencies into .venv"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
