@@ -1,0 +1,317 @@
+"""The JSON Schemas of the registries file, and their errors as messages a person can act on.
+
+The schemas in ``schema/`` are the source of truth for editors (YAML language server)
+and for ``regsync validate``. They refer to each other by relative ``$id``s; here they
+are loaded into one ``referencing.Registry`` (no network retrieval) and the validator
+is built once. Every jsonschema error becomes a ``Diagnostic`` at the position of the
+offending key or value. A secret field's value is never quoted in a message.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import json
+import pathlib
+from collections.abc import Callable
+from typing import Any
+
+from reconciler.errors import Diagnostic
+from reconciler.providers import PROVIDERS, SECRET_FIELDS
+from reconciler.yamlpos import Document, Path
+
+ROOT_SCHEMA = "registries.schema.json"
+
+
+def schema_dir() -> pathlib.Path:
+    """The schema directory: inside the installed package (the wheel force-includes it as
+    ``reconciler/schema``), else the repository's top-level ``schema/``."""
+    from importlib.resources import files
+
+    packaged = pathlib.Path(str(files("reconciler") / "schema"))
+    if (packaged / ROOT_SCHEMA).is_file():
+        return packaged
+    return pathlib.Path(__file__).resolve().parent.parent / "schema"
+
+
+@functools.cache
+def validator():
+    """The document validator, built once, resolving ``$ref``s from the files only."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry
+    from referencing.jsonschema import DRAFT202012
+
+    base = schema_dir()
+    paths = [base / ROOT_SCHEMA, *sorted(base.glob("*.schema.json")), *sorted(base.glob("providers/*.schema.json"))]
+    resources = {}
+    for path in paths:
+        uri = path.relative_to(base).as_posix()
+        resources[uri] = DRAFT202012.create_resource(json.loads(path.read_text(encoding="utf-8")))
+    registry = Registry().with_resources(resources.items()).crawl()
+    return Draft202012Validator(resources[ROOT_SCHEMA].contents, registry=registry)
+
+
+def default_context(ctx: Path) -> str:
+    if not ctx:
+        return ""
+    if ctx[0] == "registries":
+        return f"registries[{ctx[1]}]"
+    return ".".join(str(p) for p in ctx)
+
+
+def split_path(path: Path) -> tuple[Path, Path]:
+    """(the breadcrumb's path, the field path inside it)."""
+    if len(path) >= 2 and path[0] == "registries" and isinstance(path[1], int):
+        return path[:2], path[2:]
+    if len(path) >= 2 and path[0] == "settings":
+        return path[:1], path[1:]
+    return (), path
+
+
+def field_name(rel: Path) -> str:
+    out = ""
+    for part in rel:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def check(doc: Document, *, context: Callable[[Path], str] = default_context, sops: bool = False) -> list[Diagnostic]:
+    """Every schema problem of ``doc``, sorted by position, without duplicates."""
+    mapper = _Mapper(doc, context, sops)
+    for error in validator().iter_errors(doc.data):
+        mapper.add(error)
+    return mapper.result()
+
+
+_TYPE_NAMES = {
+    "string": "a string",
+    "array": "a list",
+    "object": "a mapping",
+    "boolean": "true or false",
+    "integer": "a whole number",
+    "number": "a number",
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "empty"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _quote(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else _kind(value)
+
+
+def _suggest(word: str, choices) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f'; did you mean "{close[0]}"?' if close else ""
+
+
+class _Mapper:
+    def __init__(self, doc: Document, context: Callable[[Path], str], sops: bool):
+        self.doc = doc
+        self.context = context
+        self.sops = sops
+        self.out: dict[tuple, Diagnostic] = {}
+
+    def result(self) -> list[Diagnostic]:
+        return sorted(self.out.values(), key=lambda d: (d.line, d.col, d.message))
+
+    def emit(self, path: Path, message: str, *, at_key: bool = False) -> None:
+        line, col = self.doc.key_pos(path) if at_key else self.doc.value_pos(path)
+        ctx, _ = split_path(path)
+        d = Diagnostic(self.doc.file, line, col, self.context(ctx), message)
+        self.out.setdefault((d.line, d.col, d.context, d.message), d)
+
+    def _provider(self, path: Path):
+        """The provider of the registry entry containing ``path``, if it has a known one."""
+        ctx, _ = split_path(path)
+        if ctx and ctx[0] == "registries":
+            entry = self.doc.data["registries"][ctx[1]]
+            if isinstance(entry, dict):
+                return PROVIDERS.get(entry.get("provider")) if isinstance(entry.get("provider"), str) else None
+        return None
+
+    def add(self, error) -> None:
+        path = tuple(error.absolute_path)
+        kind = error.validator
+        handler = getattr(self, f"_on_{kind}", None)
+        if handler is not None:
+            handler(error, path)
+            return
+        _, rel = split_path(path)
+        self.emit(path, f"{field_name(rel) or 'this entry'} is not valid here")
+
+    # One handler per JSON Schema keyword the schemas use.
+
+    def _on_additionalProperties(self, error, path: Path) -> None:
+        allowed = list(error.schema.get("properties", {}))
+        provider = self._provider(path + ("x",))
+        for key in error.instance:
+            if key in allowed:
+                continue
+            msg = f'unknown field "{key}"'
+            if provider is not None and key in SECRET_FIELDS:
+                fields = sorted({m.secret_field for m in provider.auth_modes.values()})
+                msg += f"; a {provider.name} registry takes its secret in " + " or ".join(f'"{f}"' for f in fields)
+            else:
+                hint = _suggest(key, allowed)
+                msg += hint or "; allowed here: " + ", ".join(allowed)
+            self.emit(path + (key,), msg, at_key=True)
+
+    def _on_required(self, error, path: Path) -> None:
+        provider = self._provider(path + ("x",))
+        for name in error.validator_value:
+            if isinstance(error.instance, dict) and name not in error.instance:
+                hint = self._hint(name, provider)
+                self.emit(path, f'missing required field "{name}"' + (f": {hint}" if hint else ""))
+
+    def _hint(self, name: str, provider) -> str:
+        if name == "version":
+            return "write version: 1"
+        if name == "provider":
+            return "one of " + ", ".join(PROVIDERS)
+        if name in SECRET_FIELDS:
+            return f"write {name}: ${{VARIABLE}} (read from the environment) or encrypt the file with sops"
+        if provider is None:
+            return ""
+        if name == "endpoint":
+            return f'the {provider.title} host, e.g. "{provider.endpoint_example}"'
+        if name == "auth_type":
+            return "one of " + ", ".join(provider.auth_modes)
+        if name == "access_key_id":
+            return "the AWS Access Key ID"
+        if name == "username":
+            return f"the {provider.title} user name"
+        return ""
+
+    def _on_enum(self, error, path: Path) -> None:
+        _, rel = split_path(path)
+        allowed = [str(v) for v in error.validator_value]
+        value = error.instance
+        msg = f"{field_name(rel)} {_quote(value)} is not one of: {', '.join(allowed)}"
+        if isinstance(value, str):
+            msg += _suggest(value, allowed)
+        self.emit(path, msg)
+
+    def _on_const(self, error, path: Path) -> None:
+        _, rel = split_path(path)
+        if rel == ("version",):
+            self.emit(path, f"version must be 1, not {_quote(error.instance)} (the only format this regsync reads)")
+        else:
+            self.emit(path, f"{field_name(rel)} must be {_quote(error.validator_value)}")
+
+    def _on_type(self, error, path: Path) -> None:
+        _, rel = split_path(path)
+        expected = error.validator_value
+        expected = [expected] if isinstance(expected, str) else expected
+        want = " or ".join(_TYPE_NAMES.get(t, t) for t in expected)
+        got = _kind(error.instance)
+        if not path:
+            self.emit(path, f"the file must be a mapping (version: 1, registries: ...), not {got}")
+        elif not rel and path[0] == "registries":
+            self.emit(path, f"each entry of registries must be a mapping (provider: ...), not {got}")
+        else:
+            self.emit(path, f"{field_name(rel)} must be {want}, not {got}")
+
+    def _on_not(self, error, path: Path) -> None:
+        """A field the chosen auth_type does not use (the schema forbids it with not: {})."""
+        _, rel = split_path(path)
+        name = str(rel[-1]) if rel else ""
+        provider = self._provider(path)
+        entry = self.doc.data["registries"][path[1]] if provider else {}
+        auth_type = entry.get("auth_type") if isinstance(entry, dict) else None
+        msg = f'"{name}" does not go with auth_type: {auth_type}'
+        if provider is not None:
+            wanted = [k for k, m in provider.auth_modes.items() if m.secret_field == name]
+            current = provider.auth_modes.get(auth_type) if isinstance(auth_type, str) else None
+            if current is not None:
+                msg += f" (it takes {current.secret_field})"
+            if wanted:
+                msg += f"; remove it, or set auth_type: {wanted[0]}"
+        self.emit(path, msg, at_key=True)
+
+    def _on_pattern(self, error, path: Path) -> None:
+        _, rel = split_path(path)
+        name = str(rel[-1]) if rel else ""
+        value = error.instance
+        if name in SECRET_FIELDS:  # never quote the value: it may be the secret itself
+            self.emit(path, self._secret_message(name, value))
+        elif name == "endpoint":
+            self.emit(path, self._endpoint_message(value, self._provider(path)))
+        elif name == "slug":
+            self.emit(
+                path,
+                f'slug {_quote(value)} may hold only letters, digits, ".", "_", ":" and "-", '
+                "starting with a letter or digit",
+            )
+        else:
+            self.emit(path, f"{field_name(rel)} {_quote(value)} does not have the expected form")
+
+    def _secret_message(self, name: str, value: str) -> str:
+        if not value.strip():
+            return f"{name} is empty; write {name}: ${{VARIABLE}} (read from the environment) or encrypt the file with sops"
+        if value.startswith("$"):
+            return (
+                f"{name} must be ${{VARIABLE}}, the name made of letters, digits and _ "
+                "and not starting with a digit"
+            )
+        if self.sops:
+            return (
+                f"{name} is not encrypted: this sops file holds it in clear; make sops encrypt it "
+                "(--encrypted-regex '^(password|token|secret_access_key|service_account_key)$') "
+                f"or write {name}: ${{VARIABLE}}"
+            )
+        return (
+            f"{name} holds a literal secret; write {name}: ${{VARIABLE}} and set that environment "
+            "variable, or encrypt the file with sops"
+        )
+
+    @staticmethod
+    def _endpoint_message(value: str, provider) -> str:
+        example = provider.endpoint_example if provider else "registry.example.com"
+        if "://" in value:
+            host = value.split("://", 1)[1].split("/", 1)[0]
+            return f'endpoint {_quote(value)} must be a host without a scheme; write "{host or example}"'
+        if "/" in value:
+            host = value.split("/", 1)[0]
+            return (
+                f'endpoint {_quote(value)} must be host or host:port, without a path; write "{host or example}" '
+                "(image paths go in tests:)"
+            )
+        if provider is not None and provider.endpoint_pattern:
+            return f'endpoint {_quote(value)} is not a {provider.title} host; expected a host like "{example}"'
+        return f'endpoint {_quote(value)} is not a valid host; write host or host:port, e.g. "{example}"'
+
+    def _on_minLength(self, error, path: Path) -> None:
+        _, rel = split_path(path)
+        self.emit(path, f"{field_name(rel)} must not be empty")
+
+    def _on_minimum(self, error, path: Path) -> None:
+        _, rel = split_path(path)
+        self.emit(path, f"{field_name(rel)} must be {error.validator_value} or more, not {_quote(error.instance)}")
+
+    def _on_uniqueItems(self, error, path: Path) -> None:
+        _, rel = split_path(path)
+        seen: dict[str, int] = {}
+        for i, item in enumerate(error.instance):
+            key = json.dumps(item, sort_keys=True)
+            if key in seen:
+                first_line = self.doc.value_pos(path + (seen[key],))[0]
+                self.emit(
+                    path + (i,),
+                    f"{field_name(rel)} lists {_quote(item)} twice (also at line {first_line}); list it once",
+                )
+            else:
+                seen[key] = i
