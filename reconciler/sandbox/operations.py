@@ -1,0 +1,257 @@
+"""The Vendor API operations of the sandbox, one function each.
+
+Each takes ``(sandbox, slug, body: bytes, query: dict)`` and returns
+``(status, json_body_or_None)``; a :class:`BadRequest` becomes a 400 ``{"message"}``.
+HTTP, auth and faults are ``server.py``'s business.
+"""
+
+from __future__ import annotations
+
+import json
+
+from reconciler.providers import PROVIDERS
+from reconciler.sandbox.store import DuplicateSlug
+from reconciler.secret import Secret
+
+#: The test endpoint's status when the upstream registry cannot be reached at all.
+UNREACHABLE_STATUS = 502
+
+class BadRequest(Exception):
+    """A 400 whose text names the field (never a value)."""
+
+
+def forbidden(message: str) -> dict:
+    return {"error": {"message": message, "messageCode": "FORBIDDEN"}}
+
+
+def _not_found(slug: str) -> tuple[int, dict]:
+    return 404, {"message": f'external registry "{slug}" not found'}
+
+
+def _json_body(body: bytes) -> dict:
+    if not body.strip():
+        return {}
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise BadRequest("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return data
+
+
+def _text(data: dict, name: str, *, required: bool = False) -> str | None:
+    value = data.get(name)
+    if value is None or value == "":
+        if required:
+            raise BadRequest(f"{name} is required")
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(f"{name} must be a string")
+    return value
+
+
+def _flag(data: dict, name: str) -> bool:
+    value = data.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise BadRequest(f"{name} must be true or false")
+    return bool(value)
+
+
+def _app_ids(data: dict) -> tuple[str, ...] | None:
+    value = data.get("appIds")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise BadRequest("appIds must be a list of app IDs")
+    return tuple(value)
+
+
+def _provider_auth(provider: str, auth_type: str | None, current: str | None = None) -> str:
+    """The authType to store; 400 for an unknown provider or a mismatched authType."""
+    if provider not in PROVIDERS:
+        raise BadRequest(f'unknown provider "{provider}" (one of {", ".join(PROVIDERS)})')
+    allowed = [m.api_auth_type for m in PROVIDERS[provider].auth_modes.values()]
+    if auth_type is None:
+        return current if current in allowed else allowed[0]
+    if auth_type not in allowed:
+        raise BadRequest(
+            f'authType "{auth_type}" is not valid for provider "{provider}" '
+            f'(one of {", ".join(allowed)})'
+        )
+    return auth_type
+
+
+def _scrub(text: str, password: Secret) -> str:
+    value = password.reveal()
+    return text.replace(value, "********") if value else text
+
+
+def _login_problem(sandbox, endpoint: str, username: str, password: Secret) -> str | None:
+    """None when the upstream registry accepts the login, else the 400 message."""
+    from reconciler import oci
+
+    try:
+        check = oci.check_login(endpoint, username=username, password=password,
+                                timeout=sandbox.upstream_timeout)
+    except Exception as exc:  # noqa: BLE001 - any failure is a failed validation
+        return f"could not validate the credentials against {endpoint}: {type(exc).__name__}"
+    if check.outcome == "ok":
+        return None
+    if check.outcome == "unreachable":
+        return (f"could not validate the credentials: the registry at {endpoint} is "
+                f"unreachable: {_scrub(check.error, password)}")
+    return (f"the registry at {endpoint} refused the credentials (upstream status "
+            f"{check.status}): {_scrub(check.error, password)}")
+
+
+def _list(sandbox, slug, body, query):
+    registries = [r.to_api() for r in sandbox.store.list()]
+    return 200, {"external_registries": registries or None}
+
+
+def _create(sandbox, slug, body, query):
+    data = _json_body(body)
+    endpoint = _text(data, "endpoint", required=True)
+    username = _text(data, "username", required=True)
+    secret = None
+    original = _text(data, "originalSlug")
+    if _flag(data, "copyPassword") and original and not data.get("password"):
+        secret = sandbox.store.password(original)
+        if secret is None:
+            raise BadRequest(f'originalSlug "{original}" is not an external registry')
+    if secret is None:
+        secret = Secret(_text(data, "password", required=True))
+    provider = _text(data, "provider") or "other"
+    auth_type = _provider_auth(provider, _text(data, "authType"))
+    app_ids = _app_ids(data) or ()
+    slug = _text(data, "slug") or endpoint
+    duplicate = f'an external registry with slug "{slug}" already exists'
+    if sandbox.store.get(slug) is not None:
+        raise BadRequest(duplicate)
+    if not _flag(data, "skipValidation"):
+        problem = _login_problem(sandbox, endpoint, username, secret)
+        if problem:
+            raise BadRequest(problem)
+    try:
+        registry = sandbox.store.create(slug=slug, provider=provider, endpoint=endpoint,
+                                        auth_type=auth_type, username=username,
+                                        password=secret, app_ids=app_ids)
+    except DuplicateSlug:
+        raise BadRequest(duplicate) from None
+    return 201, {"external_registry": registry.to_api()}
+
+
+def _update(sandbox, slug, body, query):
+    data = _json_body(body)
+    current = sandbox.store.get(slug)
+    if current is None:
+        return _not_found(slug)
+    provider = _text(data, "provider")
+    auth_type = _provider_auth(provider or current.provider, _text(data, "authType"),
+                               current.auth_type)
+    endpoint = _text(data, "endpoint")
+    username = _text(data, "username")
+    password = _text(data, "password")
+    secret = None if password is None else Secret(password)
+    app_ids = _app_ids(data)
+    if secret is not None and not _flag(data, "skipValidation"):
+        problem = _login_problem(sandbox, endpoint or current.endpoint,
+                                 username or current.username, secret)
+        if problem:
+            raise BadRequest(problem)
+    registry = sandbox.store.update(slug, password=secret, provider=provider,
+                                    endpoint=endpoint, auth_type=auth_type,
+                                    username=username, app_ids=app_ids)
+    if registry is None:
+        return _not_found(slug)
+    return 200, {"external_registry": registry.to_api()}
+
+
+def _delete(sandbox, slug, body, query):
+    if not sandbox.store.delete(slug):
+        return _not_found(slug)
+    return 204, None
+
+
+def split_image(image: str, endpoint: str) -> tuple[str, str]:
+    """(repository, tag or digest) of an image reference, for the log entry."""
+    if image.startswith(endpoint + "/"):
+        image = image[len(endpoint) + 1:]
+    if "@" in image:
+        repository, digest = image.split("@", 1)
+        return repository, digest
+    name, _, last = image.rpartition("/")
+    if ":" in last:
+        last, tag = last.split(":", 1)
+        return (f"{name}/{last}" if name else last), tag
+    return image, "latest"
+
+
+def _test(sandbox, slug, body, query):
+    data = _json_body(body)
+    image = _text(data, "image", required=True)
+    endpoint = _text(data, "endpoint")
+    slug = _text(data, "slug") or endpoint
+    if slug is None:
+        raise BadRequest("endpoint is required")
+    saved = sandbox.store.get(slug)
+    username, password = _text(data, "username"), _text(data, "password")
+    if password is not None:  # test before save: the body's credentials
+        secret = Secret(password)
+        username = username or (saved.username if saved else "")
+        saved = None  # lastUsedAt belongs to the saved credentials only
+        if endpoint is None:
+            raise BadRequest("endpoint is required")
+    else:
+        if saved is None:
+            return _not_found(slug)
+        secret = sandbox.store.password(slug)
+        username = saved.username
+        endpoint = endpoint or saved.endpoint
+    from reconciler import oci
+
+    check = oci.check_pull(endpoint, image, username=username or None, password=secret,
+                           timeout=sandbox.upstream_timeout)
+    ok = check.outcome == "ok"
+    status = 200 if ok else (check.status or UNREACHABLE_STATUS)
+    if check.outcome == "unreachable":
+        status = UNREACHABLE_STATUS
+    error = "" if ok else (_scrub(check.error, secret) or f"upstream status {status}")
+    repository, tag = split_image(image, endpoint)
+    sandbox.store.add_log(action="test", endpoint=endpoint, slug=slug, image=repository,
+                          tag=tag, status_code=status, is_success=ok)
+    if ok and saved is not None:
+        sandbox.store.touch(slug)
+    return 200, {"status": status, "error": error}
+
+
+def _query(query: dict, name: str) -> str | None:
+    for key in (name, name.capitalize()):
+        values = query.get(key)
+        if values and values[0]:
+            return values[0]
+    return None
+
+
+def _logs(sandbox, slug, body, query):
+    slug, endpoint = _query(query, "slug"), _query(query, "endpoint")
+    if slug is None and endpoint is None:
+        raise BadRequest("endpoint or slug is required")
+    return 200, {"logs": sandbox.store.logs(slug=slug, endpoint=endpoint)}
+
+
+IAM_SAMPLE = {
+    "audience": "sts.amazonaws.com",
+    "issuer_url": "https://oidc.sandbox.regsync.invalid/sandbox-team",
+    "subject_type": "team",
+    "thumbprint": "0000000000000000000000000000000000000000",
+}
+
+
+def _iam(sandbox, slug, body, query):
+    return 200, dict(IAM_SAMPLE)
+
+
+HANDLERS = {"list": _list, "create": _create, "update": _update, "delete": _delete,
+             "test": _test, "logs": _logs, "iam": _iam}

@@ -1,0 +1,371 @@
+"""A local stand-in for the external-registries part of the Replicated Vendor API v3.
+
+Serves the swagger contract's operations under ``/vendor/v3`` on a stdlib
+``ThreadingHTTPServer``, so ``REPLICATED_API_ORIGIN=http://HOST:PORT/vendor`` points
+regsync (or the official CLI) at it. Choices where the contract is silent:
+
+- The test endpoint answers ``{"status": 502, "error": "..."}`` when the upstream
+  registry cannot be reached at all (the OCI check's status 0), like a gateway would.
+- ``DELETE`` of an unknown slug answers 404 ``{"message"}`` (the contract lists no 404
+  for delete; a 404 is what every other by-slug operation answers).
+- Empty strings in an update body mean "keep", as omitted fields do.
+- ``GET /external_registry/logs`` without ``endpoint`` or ``slug`` is a 400; logs of a
+  slug with no entries are ``{"logs": []}``.
+- A read-only token (``readonly_token``) may list, read logs and the IAM config;
+  create, update, delete and test answer 403.
+
+Control endpoints (same token, never faulted or counted): ``GET /_sandbox/stats``,
+``POST /_sandbox/faults``, ``POST /_sandbox/reset``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from reconciler.errors import SandboxError
+from reconciler.sandbox.faults import Faults, Stats, format_retry_after
+from reconciler.sandbox.operations import HANDLERS, BadRequest, forbidden
+from reconciler.sandbox.store import Store
+
+API_PREFIX = "/vendor/v3"
+CONTROL_PREFIX = "/_sandbox/"
+MAX_BODY = 1 << 20
+
+_ROUTES = (
+    ("GET", re.compile(r"^/external_registries$"), "list"),
+    ("POST", re.compile(r"^/external_registry$"), "create"),
+    ("PUT", re.compile(r"^/external_registry/test$"), "test"),
+    ("GET", re.compile(r"^/external_registry/logs$"), "logs"),
+    ("GET", re.compile(r"^/external_registry/iam$"), "iam"),
+    ("PUT", re.compile(r"^/external_registry/(?P<slug>[^/]+)$"), "update"),
+    ("DELETE", re.compile(r"^/external_registry/(?P<slug>[^/]+)$"), "delete"),
+)
+_READ_OPERATIONS = frozenset({"list", "logs", "iam"})
+
+
+def route(method: str, raw_path: str) -> tuple[str | None, str | None]:
+    """(operation, slug) for a raw path under /vendor/v3; (None, None) when unknown."""
+    for route_method, pattern, operation in _ROUTES:
+        match = pattern.match(raw_path)
+        if match and route_method == method:
+            slug = match.groupdict().get("slug")
+            return operation, unquote(slug) if slug is not None else None
+    return None, None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "regsync-sandbox"
+    sys_version = ""
+    sandbox: SandboxServer  # set on the per-server subclass
+
+    def log_message(self, format, *args):  # noqa: A002 - never log request lines or headers
+        pass
+
+    def do_GET(self):
+        self._dispatch()
+
+    def do_POST(self):
+        self._dispatch()
+
+    def do_PUT(self):
+        self._dispatch()
+
+    def do_DELETE(self):
+        self._dispatch()
+
+    def do_PATCH(self):
+        self._dispatch()
+
+    # -- plumbing ------------------------------------------------------------------
+    def _read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length < 0 or length > MAX_BODY:
+            raise ValueError("body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, body: dict | None, headers: dict | None = None) -> None:
+        data = b"" if body is None else json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if data:
+            self.wfile.write(data)
+        self._access(status)
+
+    def _drop(self) -> None:
+        """Close the connection without writing a single response byte."""
+        self.close_connection = True
+        self._access("dropped")
+
+    def _access(self, status) -> None:
+        out = self.sandbox.out
+        if out is not None:
+            path = urlsplit(self.path).path
+            try:
+                with self.sandbox._out_lock:
+                    out.write(f"{self.command} {path} {status}\n")
+                    out.flush()
+            except (OSError, ValueError):
+                pass
+
+    def _authorized(self) -> str | None:
+        """"full", "readonly" or None (missing or wrong token)."""
+        given = (self.headers.get("Authorization") or "").strip().encode()
+        if not given:
+            return None
+        if hmac.compare_digest(given, self.sandbox.token.encode()):
+            return "full"
+        ro = self.sandbox.readonly_token
+        if ro and hmac.compare_digest(given, ro.encode()):
+            return "readonly"
+        return ""
+
+    # -- dispatch ------------------------------------------------------------------
+    def _dispatch(self):
+        try:
+            body = self._read_body()
+        except ValueError:
+            self.close_connection = True
+            return self._send(400, {"message": "the request body is too large or malformed"})
+        parts = urlsplit(self.path)
+        if parts.path.startswith(CONTROL_PREFIX):
+            return self._control(parts.path, body)
+        if not parts.path.startswith(API_PREFIX + "/"):
+            return self._send(404, {"message": "not found"})
+        raw_path = parts.path[len(API_PREFIX):]
+        operation, slug = route(self.command, raw_path)
+        sandbox = self.sandbox
+        sandbox.stats.count(operation)
+        faults = sandbox.faults
+        if faults.latency_ms > 0:
+            time.sleep(faults.latency_ms / 1000)
+        decision = faults.decide(self.command, unquote(raw_path), operation=operation)
+        if decision.before == "drop_before":
+            return self._drop()
+        if decision.before == "error":
+            return self._fault_answer(decision.status, decision.retry_after)
+        status, answer = self._api(operation, slug, body, parse_qs(parts.query))
+        if decision.after == "drop_after":
+            return self._drop()
+        if decision.after == "error_after":
+            return self._fault_answer(decision.status, decision.retry_after)
+        self._send(status, answer)
+
+    def _fault_answer(self, status: int, retry_after: float | None) -> None:
+        headers = {} if retry_after is None else {"Retry-After": format_retry_after(retry_after)}
+        if status == 403:
+            body = forbidden("injected fault")
+        elif status == 429:
+            body = {"message": "too many requests (sandbox rate limit)"}
+        else:
+            body = {"message": f"injected fault: HTTP {status}"}
+        self._send(status, body, headers)
+
+    def _api(self, operation, slug, body: bytes, query: dict) -> tuple[int, dict | None]:
+        access = self._authorized()
+        if access is None:
+            return 401, {"message": "Unauthorized: no API token in the Authorization header"}
+        if not access:
+            return 401, {"message": "Unauthorized: the API token is not valid"}
+        if operation is None:
+            return 404, {"message": "not found"}
+        if access == "readonly" and operation not in _READ_OPERATIONS:
+            return 403, forbidden(
+                "this token is read-only and cannot " + operation + " external registries"
+            )
+        try:
+            return HANDLERS[operation](self.sandbox, slug, body, query)
+        except BadRequest as exc:
+            return 400, {"message": str(exc)}
+        except SandboxError as exc:
+            return 500, {"message": str(exc)}
+
+    def _control(self, path: str, body: bytes) -> None:
+        if self._authorized() != "full":
+            return self._send(401, {"message": "Unauthorized"})
+        sandbox = self.sandbox
+        if path == "/_sandbox/stats" and self.command == "GET":
+            return self._send(200, sandbox.stats.snapshot())
+        if path == "/_sandbox/reset" and self.command == "POST":
+            sandbox.reset()
+            return self._send(200, {"reset": True})
+        if path == "/_sandbox/faults" and self.command == "POST":
+            try:
+                sandbox.faults.configure(json.loads(body or b"{}"))
+            except (ValueError, TypeError, KeyError) as exc:
+                return self._send(400, {"message": f"bad faults body: {exc}"})
+            return self._send(200, sandbox.faults.describe())
+        return self._send(404, {"message": "not found"})
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):  # no traceback on client resets
+        pass
+
+
+class SandboxServer:
+    """The sandbox, started in a background thread by ``start()``."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        db: str = ":memory:",
+        token: str,
+        key: bytes,
+        readonly_token: str | None = None,
+        faults: Faults | None = None,
+        upstream_timeout: float = 10.0,
+        out=None,
+    ):
+        if not token:
+            raise SandboxError("the sandbox needs a non-empty API token")
+        self.host, self.port, self.db = host, port, db
+        self.token = token
+        self.readonly_token = readonly_token
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        self.upstream_timeout = upstream_timeout
+        self.out = out
+        self._out_lock = threading.Lock()
+        self.store = Store(db=db, key=key)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def origin(self) -> str:
+        """What REPLICATED_API_ORIGIN should be: ``http://HOST:PORT/vendor``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/vendor"
+
+    def env(self) -> dict[str, str]:
+        """The environment that points regsync (or the official CLI) at this sandbox."""
+        return {"REPLICATED_API_TOKEN": self.token, "REPLICATED_API_ORIGIN": self.origin}
+
+    def start(self) -> SandboxServer:
+        handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
+        try:
+            self._server = _Server((self.host, self.port), handler)
+        except OSError as exc:
+            self.store.close()
+            raise SandboxError(
+                f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
+            ) from exc
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+            name="regsync-sandbox", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._thread.join(timeout=5)
+            self._server = None
+        self.store.close()
+
+    def reset(self) -> None:
+        """Forget every registry and log, zero the stats, clear the faults."""
+        self.store.reset()
+        self.stats.reset()
+        self.faults.clear()
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+DEFAULT_DB = "./regsync-sandbox.db"
+DEFAULT_TOKEN = "sandbox-token"
+TOKEN_ENV = "REGSYNC_SANDBOX_TOKEN"
+
+
+def run(
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8800,
+    db: str = DEFAULT_DB,
+    token: str | None = None,
+    readonly_token: str | None = None,
+    key_file: str | None = None,
+    env: dict | None = None,
+    latency_ms: int = 0,
+    fail_before_rate: float = 0.0,
+    lose_after_rate: float = 0.0,
+    rate_limit: tuple[int, float] | None = None,
+    seed: int | None = None,
+    out=None,
+    ready: threading.Event | None = None,
+    stop: threading.Event | None = None,
+) -> int:
+    """Serve in the foreground until Ctrl-C / SIGTERM (or ``stop`` is set); returns 0.
+
+    Writes the origin line and one access line per request (method, path, status) to
+    ``out``. The token is ``token``, else ``$REGSYNC_SANDBOX_TOKEN``, else the
+    well-known ``sandbox-token``. The key is ``$REGSYNC_SANDBOX_KEY`` or the key file
+    (default ``<db>.key``, created 0600). Raises SandboxError when it cannot start.
+    """
+    import os
+    import signal
+    import sys
+
+    from reconciler.sandbox.store import load_key
+
+    env = os.environ if env is None else env
+    out = sys.stdout if out is None else out
+    default_token = not token and not env.get(TOKEN_ENV)
+    token = token or env.get(TOKEN_ENV) or DEFAULT_TOKEN
+    for name, rate in (("fail-before-commit", fail_before_rate), ("lose-after-commit", lose_after_rate)):
+        if not 0.0 <= rate <= 1.0:
+            raise SandboxError(f"--{name} must be between 0 and 1, not {rate}")
+    faults = Faults(latency_ms=latency_ms, rate_limit=rate_limit, fail_before_rate=fail_before_rate,
+                    lose_after_rate=lose_after_rate, seed=seed)
+    key = load_key(db=db, key_file=key_file, env=env)
+    server = SandboxServer(host=host, port=port, db=db, token=token, key=key,
+                           readonly_token=readonly_token, faults=faults, out=out)
+    server.start()
+    stop = stop or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, lambda *_: stop.set())
+    try:
+        where = "in memory" if db == ":memory:" else db
+        out.write(f"regsync sandbox: Vendor API stand-in listening (state {where}); Ctrl-C stops it\n")
+        if default_token:
+            out.write(f'regsync sandbox: using the default token "{DEFAULT_TOKEN}" '
+                      f"(local stand-in; set --token or {TOKEN_ENV} to choose one)\n")
+        out.write(f"REPLICATED_API_ORIGIN={server.origin}\n")
+        out.flush()
+        if ready is not None:
+            ready.set()
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        server.stop()
+        with server._out_lock:
+            out.write("regsync sandbox: stopped\n")
+            out.flush()
+    return 0
