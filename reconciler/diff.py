@@ -1,0 +1,223 @@
+"""Desired against actual, per slug: a pure function from plain data to a ``Plan``.
+
+Credentials cannot be read back from the API, so they are compared through the state
+file: the keyed fingerprint of the secret regsync last set, and the registry's
+``updatedAt`` right after that change (a later one means someone changed it elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+
+from reconciler.errors import PlanError
+from reconciler.model import Config, DesiredRegistry, RemoteRegistry
+from reconciler.plan import (
+    CREDENTIALS_CHANGED,
+    CREDENTIALS_RESET,
+    CREDENTIALS_SET,
+    Change,
+    FieldChange,
+    Plan,
+)
+from reconciler.state import Fingerprinter, State
+
+#: The fields compared between the file and the API, in display order.
+COMPARED = ("provider", "endpoint", "authType", "username", "appIds")
+
+
+def _comparable_desired(d: DesiredRegistry) -> dict:
+    return {
+        "provider": d.provider,
+        "endpoint": d.endpoint,
+        "authType": d.auth_type,
+        "username": d.username,
+        # omitted app_ids = every app = the API's [] or null
+        "appIds": frozenset(d.app_ids or ()),
+    }
+
+
+def _comparable_remote(r: RemoteRegistry) -> dict:
+    return {
+        "provider": r.provider,
+        "endpoint": r.endpoint,
+        "authType": r.auth_type,
+        "username": r.username,
+        "appIds": frozenset(r.app_ids or ()),
+    }
+
+
+def _shown(name: str, value: object) -> object:
+    """The value as a FieldChange holds it: app ids as a sorted tuple."""
+    if name == "appIds":
+        return tuple(sorted(value))
+    return value
+
+
+def _field_changes(old: dict, new: dict) -> list[FieldChange]:
+    from deepdiff import DeepDiff  # lazy: `regsync validate` must not import deepdiff
+
+    changed = set(DeepDiff(old, new).affected_root_keys)
+    return [
+        FieldChange(name, _shown(name, old[name]), _shown(name, new[name]))
+        for name in COMPARED
+        if name in changed
+    ]
+
+
+def _later(remote_ts: str | None, state_ts: str | None) -> bool:
+    """Whether the API's updatedAt is later than the one regsync recorded."""
+    if not remote_ts or not state_ts:
+        return False
+    try:
+        a, b = datetime.fromisoformat(remote_ts), datetime.fromisoformat(state_ts)
+        if (a.tzinfo is None) != (b.tzinfo is None):
+            return remote_ts != state_ts
+        return a > b
+    except ValueError:
+        return remote_ts != state_ts  # unparseable: any difference counts
+
+
+def _credentials(
+    desired: DesiredRegistry,
+    remote: RemoteRegistry | None,
+    state: State,
+    fingerprint: str,
+    key_changed: bool,
+) -> tuple[FieldChange | None, list[str]]:
+    recorded = state.registries.get(desired.slug)
+    reasons: list[str] = []
+    if remote is None or recorded is None or recorded.fingerprint is None:
+        description = CREDENTIALS_SET
+    elif recorded.fingerprint != fingerprint:
+        description = CREDENTIALS_CHANGED
+        if key_changed:
+            reasons.append(
+                "the state file's fingerprint key changed (REGSYNC_STATE_KEY or the API "
+                "token is different): credentials will be re-set from the file"
+            )
+    else:
+        description = None
+    if remote is not None and recorded is not None and _later(
+        remote.updated_at, recorded.updated_at
+    ):
+        reasons.append(
+            f"changed outside regsync (updatedAt {remote.updated_at}, regsync's last change "
+            f"{recorded.updated_at}): credentials will be re-set from the file"
+        )
+        description = description or CREDENTIALS_RESET
+    if description is None:
+        return None, reasons
+    return FieldChange("credentials", None, description, secret=True), reasons
+
+
+def _create(desired: DesiredRegistry, state: State, fingerprint: str, key_changed) -> Change:
+    fields = [
+        FieldChange(name, None, value)
+        for name, value in (
+            ("provider", desired.provider),
+            ("endpoint", desired.endpoint),
+            ("authType", desired.auth_type),
+            ("username", desired.username),
+            ("appIds", tuple(sorted(set(desired.app_ids or ())))),
+        )
+    ]
+    credentials, reasons = _credentials(desired, None, state, fingerprint, key_changed)
+    fields.append(credentials)
+    return Change(
+        "create", desired.slug, desired.provider, tuple(fields), tuple(reasons), desired=desired
+    )
+
+
+def diff(
+    config: Config,
+    remote: Sequence[RemoteRegistry],
+    state: State,
+    fingerprinter: Fingerprinter,
+    *,
+    prune: bool,
+    targets: Collection[str] | None = None,
+) -> Plan:
+    """The plan that makes the team's registries match ``config``.
+
+    ``config`` has resolved secrets. Deletes happen when ``prune`` or
+    ``config.settings.prune`` is set; ``targets`` limits the plan to those slugs.
+    """
+    settings = config.settings
+    prune = prune or settings.prune
+    wanted = set(targets) if targets is not None else None
+    in_scope = (lambda slug: slug in wanted) if wanted is not None else (lambda slug: True)
+    key_changed = bool(state.key_id) and state.key_id != fingerprinter.key_id
+
+    actual = {r.slug: r for r in remote}
+    changes: list[Change] = []
+    ignored: set[str] = set()
+    warnings: list[str] = []
+
+    for desired in config.registries:
+        if not in_scope(desired.slug):
+            continue
+        if settings.ignores(desired.slug):
+            ignored.add(desired.slug)
+            continue
+        if desired.secret is None:
+            raise PlanError(f"{desired.label}: the credential is not resolved")
+        fingerprint = fingerprinter.fingerprint(desired)
+        current = actual.get(desired.slug)
+        if current is None:
+            changes.append(_create(desired, state, fingerprint, key_changed))
+            continue
+        fields = _field_changes(_comparable_remote(current), _comparable_desired(desired))
+        credentials, reasons = _credentials(desired, current, state, fingerprint, key_changed)
+        if credentials is not None:
+            fields.append(credentials)
+        changes.append(
+            Change(
+                "update" if fields else "noop",
+                desired.slug,
+                desired.provider,
+                tuple(fields),
+                tuple(reasons),
+                desired=desired,
+                remote=current,
+            )
+        )
+
+    listed = {d.slug for d in config.registries}
+    unmanaged: list[RemoteRegistry] = []
+    for current in remote:
+        if current.slug in listed or not in_scope(current.slug):
+            continue
+        if settings.ignores(current.slug):
+            ignored.add(current.slug)
+        elif prune:
+            changes.append(
+                Change(
+                    "delete",
+                    current.slug,
+                    current.provider,
+                    last_used_at=current.last_used_at,
+                    remote=current,
+                )
+            )
+        else:
+            unmanaged.append(current)
+
+    if wanted is not None:
+        for slug in sorted(wanted - listed - set(actual)):
+            warnings.append(f"--target {slug}: no registry with this slug in the file or the team")
+
+    deletes = sum(1 for c in changes if c.action == "delete")
+    if deletes > settings.max_deletes:
+        warnings.insert(
+            0,
+            f"This plan destroys {deletes} registries, more than settings.max_deletes "
+            f"({settings.max_deletes}). regsync apply refuses it without --force.",
+        )
+    return Plan(
+        changes=tuple(changes),
+        unmanaged=tuple(unmanaged),
+        ignored=tuple(ignored),
+        warnings=tuple(warnings),
+        max_deletes=settings.max_deletes,
+    )

@@ -1,0 +1,165 @@
+"""Three views of a Plan: text like Terraform's, markdown for a pull-request comment,
+and JSON. Each writes to the stream it is given; none prints, none shows a secret
+(a credentials change shows only its description)."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import TextIO
+
+from reconciler.plan import Change, FieldChange, Plan
+
+GREEN, YELLOW, RED, BOLD, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[1m", "\033[0m"
+
+#: A PR comment holds 65,536 characters; the markdown stays under this.
+MARKDOWN_LIMIT = 60_000
+BANNER_WIDTH = 78
+
+_HEAD = {
+    "create": ("+", "create", GREEN),
+    "update": ("~", "update", YELLOW),
+    "delete": ("-", "destroy", RED),
+}
+
+
+def _value(name: str, value: object) -> str:
+    if name == "appIds":
+        return "[" + ", ".join(value) + "]" if value else "(all apps)"
+    if value is None:
+        return "(none)"
+    if value == "":
+        return '""'
+    return str(value)
+
+
+def _field_line(change: Change, f: FieldChange) -> str:
+    if f.secret:
+        return f"{f.name}: {f.new}"
+    if change.action == "create":
+        return f"{f.name}: {_value(f.name, f.new)}"
+    return f"{f.name}: {_value(f.name, f.old)} -> {_value(f.name, f.new)}"
+
+
+def _change_lines(change: Change) -> list[tuple[str, str]]:
+    """(colour, line) pairs for one change; the colour applies to the first line."""
+    symbol, verb, colour = _HEAD[change.action]
+    lines = [(colour, f"  {symbol} {verb} {change.slug} ({change.provider})")]
+    for reason in change.reasons:
+        lines.append(("", f"      # {reason}"))
+    for f in change.fields:
+        lines.append(("", f"      {_field_line(change, f)}"))
+    if change.action == "delete":
+        lines.append(("", f"      last used: {change.last_used_at or 'never'}"))
+    return lines
+
+
+def _banner(message: str) -> list[str]:
+    lines = textwrap.wrap(f"Warning: {message}", width=BANNER_WIDTH - 4) or [""]
+    rule = "+" + "-" * (BANNER_WIDTH - 2) + "+"
+    return [rule, *(f"| {line:<{BANNER_WIDTH - 4}} |" for line in lines), rule]
+
+
+def _body_lines(plan: Plan) -> list[tuple[str, str]]:
+    """Everything between the banners and the summary line, uncoloured text + colour."""
+    lines: list[tuple[str, str]] = []
+    pending = plan.pending
+    if pending:
+        lines.append(("", "regsync will perform these actions:"))
+        for change in pending:
+            lines.append(("", ""))
+            lines.extend(_change_lines(change))
+        lines.append(("", ""))
+    if plan.unmanaged:
+        lines.append(("", "Not in the file (unmanaged; settings.prune or --prune deletes them):"))
+        for r in plan.unmanaged:
+            lines.append(("", f"    {r.slug} ({r.provider}), last used: {r.last_used_at or 'never'}"))
+        lines.append(("", ""))
+    if plan.ignored:
+        lines.append(("", "Ignored (settings.ignore): " + ", ".join(plan.ignored)))
+        lines.append(("", ""))
+    return lines
+
+
+def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
+    def paint(colour: str, line: str) -> str:
+        return f"{colour}{line}{RESET}" if color and colour else line
+
+    out: list[str] = []
+    for warning in plan.warnings:
+        out.extend(paint(YELLOW, b) for b in _banner(warning))
+        out.append("")
+    out.extend(paint(colour, line) for colour, line in _body_lines(plan))
+    out.append(paint(BOLD, plan.summary_line()))
+    stream.write("\n".join(out) + "\n")
+
+
+def _fence(lines: list[str]) -> str:
+    """A code fence longer than any run of backticks in the body, so no value can end it."""
+    count = 3
+    for line in lines:
+        run = 0
+        for ch in line:
+            run = run + 1 if ch == "`" else 0
+            count = max(count, run + 1)
+    return "`" * count
+
+
+def render_markdown(plan: Plan, stream: TextIO) -> None:
+    """A pull-request comment: the summary line first, the details collapsed."""
+    s = plan.summary
+    if plan.has_changes:
+        head = [
+            f"**Plan: {s['create']} to add, {s['update']} to change, "
+            f"{s['delete']} to destroy.**"
+        ]
+    else:
+        head = ["**No changes.** The team's registries match the file."]
+    for warning in plan.warnings:
+        head += ["", "> [!WARNING]", f"> {warning}"]
+    # change headers at column 0, so GitHub colours `+` green and `-` red in a diff block
+    body = [line[2:] if line.startswith(("  +", "  ~", "  -")) else line
+            for _, line in _body_lines(plan)]
+    while body and not body[-1]:
+        body.pop()
+    if not body:
+        stream.write("\n".join(head) + "\n")
+        return
+    fence = _fence(body)
+    start = [*head, "", "<details><summary>Details</summary>", "", f"{fence}diff"]
+    end = [fence, "", "</details>"]
+    body = _cut(body, budget=MARKDOWN_LIMIT - len("\n".join(start + end)) - 2)
+    stream.write("\n".join(start + body + end) + "\n")
+
+
+def _cut(lines: list[str], *, budget: int) -> list[str]:
+    """Keep the head and the tail of ``lines`` within ``budget`` characters, saying what was cut."""
+    total = sum(len(line) + 1 for line in lines)
+    if total <= budget:
+        return lines
+    budget -= 200  # room for the note
+    head: list[str] = []
+    used = 0
+    for line in lines:
+        if used + len(line) + 1 > budget // 2:
+            break
+        head.append(line)
+        used += len(line) + 1
+    tail: list[str] = []
+    for line in reversed(lines[len(head):]):
+        if used + len(line) + 1 > budget:
+            break
+        tail.append(line)
+        used += len(line) + 1
+    tail.reverse()
+    cut = lines[len(head) : len(lines) - len(tail)]
+    chars = sum(len(line) + 1 for line in cut)
+    note = (
+        f"... {len(cut)} lines ({chars} characters) cut here to fit a pull-request comment; "
+        "regsync plan --format text or json shows all of it ..."
+    )
+    return [*head, "", note, "", *tail]
+
+
+def render_json(plan: Plan, stream: TextIO) -> None:
+    stream.write(json.dumps(plan.data, indent=2) + "\n")

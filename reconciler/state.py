@@ -1,0 +1,293 @@
+"""The state file: what regsync last set, so a plan can tell a changed secret from an
+unchanged one although the API never returns a password.
+
+It holds, per slug, a keyed fingerprint (HMAC-SHA256) of the credential regsync last
+sent and the API's ``updatedAt`` right after that change; never a secret. Keyed with
+``REGSYNC_STATE_KEY`` when set, else with a key derived from the API token, so the file
+alone does not let anyone test password guesses.
+
+Writes are atomic (temp file in the same directory, fsync, ``os.replace``, mode 0600);
+``StateLock`` serialises applies with an exclusive ``flock`` on ``<path>.lock``.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import hmac
+import json
+import os
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from reconciler.errors import StateError
+from reconciler.model import DesiredRegistry
+
+STATE_FORMAT_VERSION = 1
+
+_KEY_DERIVATION_SALT = b"regsync-state-key-v1"
+_FINGERPRINT_PREFIX = "hmac-sha256:"
+
+
+@dataclass
+class RegistryState:
+    provider: str
+    endpoint: str
+    fingerprint: str | None  # "hmac-sha256:<hex>" of the credential regsync last set
+    updated_at: str | None  # the API's updatedAt right after regsync's own change
+
+
+@dataclass
+class State:
+    serial: int = 0
+    lineage: str = ""  # uuid4 hex, set on first save
+    key_id: str = ""  # short id of the fingerprint key (not the key)
+    registries: dict[str, RegistryState] = field(default_factory=dict)
+
+    def to_data(self) -> dict:
+        return {
+            "format_version": STATE_FORMAT_VERSION,
+            "serial": self.serial,
+            "lineage": self.lineage,
+            "key_id": self.key_id,
+            "registries": {
+                slug: {
+                    "provider": r.provider,
+                    "endpoint": r.endpoint,
+                    "fingerprint": r.fingerprint,
+                    "updated_at": r.updated_at,
+                }
+                for slug, r in sorted(self.registries.items())
+            },
+        }
+
+
+def _state_from_data(path: str, data: object) -> State:
+    def bad(what: str) -> StateError:
+        return StateError(
+            f"{path}: not a regsync state file ({what}); restore it from a backup, "
+            "or delete it to start over (every credential will then be re-set)"
+        )
+
+    if not isinstance(data, dict):
+        raise bad("the document is not a JSON object")
+    version = data.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise bad("format_version is missing")
+    if version > STATE_FORMAT_VERSION:
+        raise StateError(
+            f"{path}: the state file has format_version {version}, newer than this "
+            f"regsync understands ({STATE_FORMAT_VERSION}); upgrade regsync"
+        )
+    if version < 1:
+        raise bad(f"format_version {version} is not valid")
+    serial, lineage, key_id = data.get("serial", 0), data.get("lineage", ""), data.get("key_id", "")
+    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+        raise bad("serial is not a non-negative integer")
+    if not isinstance(lineage, str) or not isinstance(key_id, str):
+        raise bad("lineage and key_id must be strings")
+    raw = data.get("registries") or {}
+    if not isinstance(raw, dict):
+        raise bad("registries is not an object")
+    registries: dict[str, RegistryState] = {}
+    for slug, entry in raw.items():
+        if not isinstance(entry, dict):
+            raise bad(f"registries.{slug} is not an object")
+        values = {}
+        for name in ("provider", "endpoint", "fingerprint", "updated_at"):
+            value = entry.get(name)
+            if value is not None and not isinstance(value, str):
+                raise bad(f"registries.{slug}.{name} is not a string")
+            values[name] = value
+        registries[slug] = RegistryState(
+            provider=values["provider"] or "",
+            endpoint=values["endpoint"] or "",
+            fingerprint=values["fingerprint"],
+            updated_at=values["updated_at"],
+        )
+    return State(serial=serial, lineage=lineage, key_id=key_id, registries=registries)
+
+
+def load_state(path) -> State:
+    """The state at ``path``; an empty State when the file does not exist yet."""
+    path = os.fspath(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return State()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise StateError(f"{path}: cannot read the state file: {reason}") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise StateError(
+            f"{path}:{exc.lineno}:{exc.colno}: the state file is not valid JSON ({exc.msg}); "
+            "restore it from a backup, or delete it to start over "
+            "(every credential will then be re-set)"
+        ) from exc
+    return _state_from_data(path, data)
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600. Raises OSError."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:  # make the rename itself durable; not every filesystem allows this
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    except OSError:
+        pass
+    finally:
+        os.close(dir_fd)
+
+
+_save_lock = threading.Lock()
+
+
+def save_state(path, state: State) -> None:
+    """Write ``state`` atomically; increments ``state.serial`` and sets the lineage once.
+
+    Safe to call from several threads (saves are serialised); callers that change
+    ``state.registries`` from several threads must guard those changes themselves.
+    """
+    path = os.fspath(path)
+    with _save_lock:
+        if not state.lineage:
+            state.lineage = uuid.uuid4().hex
+        state.serial += 1
+        text = json.dumps(state.to_data(), indent=2) + "\n"
+        try:
+            write_atomic(path, text)
+        except OSError as exc:
+            state.serial -= 1
+            raise StateError(
+                f"{path}: cannot write the state file: {exc.strerror or exc}"
+            ) from exc
+
+
+class StateLock:
+    """An exclusive lock on the state file for the whole apply (``flock`` on
+    ``<path>.lock``). A second holder polls until ``timeout``, then fails clearly.
+    The operating system releases the lock when its process ends."""
+
+    def __init__(self, path, *, timeout: float = 5.0, poll: float = 0.05):
+        self.path = os.fspath(path)
+        self.lock_path = f"{self.path}.lock"
+        self.timeout = timeout
+        self.poll = poll
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StateError(
+                f"{self.lock_path}: cannot create the state lock: {exc.strerror or exc}"
+            ) from exc
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    os.close(fd)
+                    raise StateError(
+                        f"{self.lock_path}: cannot lock the state file: {exc.strerror or exc}"
+                    ) from exc
+                if time.monotonic() >= deadline:
+                    holder = _read_pid(fd)
+                    os.close(fd)
+                    who = f" (pid {holder})" if holder else ""
+                    raise StateError(
+                        f"{self.path} is locked by another regsync apply{who}; waited "
+                        f"{self.timeout:g}s. Try again when it has finished (the lock is "
+                        "released when that process ends)"
+                    ) from None
+                time.sleep(self.poll)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.ftruncate(fd, 0)
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+
+    def __enter__(self) -> StateLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+    return raw if raw.isdigit() else ""
+
+
+class Fingerprinter:
+    """Keyed fingerprints of credentials: HMAC-SHA256, so they cannot be tested
+    against guesses without the key."""
+
+    def __init__(self, key: bytes):
+        if not key:
+            raise ValueError("the fingerprint key is empty")
+        self._key = bytes(key)
+        self.key_id = hmac.new(self._key, b"regsync-key-id-v1", hashlib.sha256).hexdigest()[:8]
+
+    def __repr__(self) -> str:
+        return f"Fingerprinter(key_id={self.key_id!r})"
+
+    def fingerprint(self, reg: DesiredRegistry) -> str:
+        if reg.secret is None:
+            raise ValueError(f"{reg.label}: the credential is not resolved")
+        message = json.dumps(
+            [reg.slug, reg.auth_type, reg.username, reg.secret.reveal()],
+            separators=(",", ":"),
+        ).encode()
+        return _FINGERPRINT_PREFIX + hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+def state_key(env: Mapping[str, str], api_token: str) -> bytes:
+    """``REGSYNC_STATE_KEY`` when set, else a key derived from the API token."""
+    explicit = (env.get("REGSYNC_STATE_KEY") or "").strip()
+    if explicit:
+        return explicit.encode()
+    if not api_token:
+        raise StateError(
+            "no key for the state file's fingerprints: set REGSYNC_STATE_KEY or "
+            "REPLICATED_API_TOKEN"
+        )
+    return hmac.new(_KEY_DERIVATION_SALT, api_token.encode(), hashlib.sha256).digest()
