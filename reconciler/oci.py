@@ -27,6 +27,7 @@ from reconciler.secret import Secret
 
 DEFAULT_TIMEOUT = 10.0
 MAX_REDIRECTS = 5
+MIN_SCRUB = 4  # shorter passwords are not masked in third-party text (they would mangle it)
 MANIFEST_ACCEPT = ", ".join(
     (
         "application/vnd.oci.image.index.v1+json",
@@ -215,7 +216,8 @@ class _Session:
         return "Basic " + base64.b64encode(raw).decode()
 
     def _scrub(self, text: str) -> str:
-        if self.password is not None and self.password.reveal():
+        """Third-party text (exception messages) with the password masked, should it be there."""
+        if self.password is not None and len(self.password.reveal()) >= MIN_SCRUB:
             text = text.replace(self.password.reveal(), "********")
         return text
 
@@ -230,7 +232,9 @@ class _Session:
             result = PullCheck("unreachable", 0, None, str(exc))
         except httpx.TooManyRedirects:
             result = PullCheck("unreachable", 0, None, f"more than {MAX_REDIRECTS} redirects")
-        return PullCheck(result.outcome, result.status, result.digest, self._scrub(result.error))
+        except (httpx.RequestError, httpx.InvalidURL) as exc:  # e.g. a malformed realm URL
+            result = PullCheck("unreachable", 0, None, self._scrub(f"request failed: {exc}"))
+        return result
 
     def _send(self, method: str, url: str, *, what: str, registry_auth: bool = True, **kw):
         import httpx
@@ -241,7 +245,7 @@ class _Session:
         try:
             return self.client.request(method, url, headers=headers, **kw)
         except httpx.TransportError as exc:
-            text = _transport_text(exc, self.timeout)
+            text = self._scrub(_transport_text(exc, self.timeout))
             raise _Done(PullCheck("unreachable", 0, None, f"{what}: {text}")) from exc
 
     # --- the challenge --------------------------------------------------------
@@ -321,7 +325,7 @@ class _Session:
         if r.status_code == 401 and "WWW-Authenticate" in r.headers:
             previous = self.authorization
             self.answer_challenge(r, scope)  # a new scope, or Basic after an open /v2/: once
-            if self.authorization != previous or previous is None:
+            if self.authorization != previous:
                 r = self._send("HEAD", url, headers=dict(headers), what=what)
         if r.status_code == 405:  # a registry without HEAD on manifests
             r = self._send("GET", url, headers=dict(headers), what=what)
