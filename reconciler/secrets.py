@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
+from reconciler.config import ENV_REF
 from reconciler.errors import SecretError
 from reconciler.model import Config, DesiredRegistry
 from reconciler.providers import PROVIDERS
@@ -38,17 +39,19 @@ def resolve_secrets(config: Config, *, env: Mapping[str, str], sops_timeout: flo
     resolved: list[DesiredRegistry] = []
     for registry in config.registries:
         ref = registry.secret_ref
-        value: str | None
-        if ref.env_var:
-            value = env.get(ref.env_var)
-            if value is None or not value.strip():
-                state = "not set" if value is None else "empty"
-                problems.append(f"{ref.env_var} is {state} ({registry.label}, field {ref.field})")
-                continue
-        else:
+        var = ref.env_var
+        if not var:
             value = _decrypted_value(decrypted, registry)
             if value is None:
                 problems.append(f"{registry.label}: {ref.field} is not a string after sops decryption")
+                continue
+            match = ENV_REF.match(value)  # an encrypted ${VAR} still names a variable
+            var = match.group(1) if match else None
+        if var:
+            value = env.get(var)
+            if value is None or not value.strip():
+                state = "not set" if value is None else "empty"
+                problems.append(f"{var} is {state} ({registry.label}, field {ref.field})")
                 continue
         problem = _service_account_problem(registry, value)
         if problem:

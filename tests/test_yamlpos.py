@@ -1,0 +1,98 @@
+"""YAML with positions: every key and value keeps its 1-based line and column."""
+
+from __future__ import annotations
+
+import pytest
+
+from reconciler import yamlpos
+
+
+def load(text: str):
+    return yamlpos.load(text, "r.yaml")
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(yamlpos.YamlError) as info:
+        load(text)
+    return [str(d) for d in info.value.diagnostics]
+
+
+def test_values_and_positions_by_path():
+    doc = load("version: 1\nregistries:\n  - provider: ghcr\n    username: bot\n")
+    assert doc.data == {"version": 1, "registries": [{"provider": "ghcr", "username": "bot"}]}
+    assert doc.keys[("registries", 0, "username")] == (4, 5)
+    assert doc.values[("registries", 0, "username")] == (4, 15)
+    assert doc.values[("registries", 0)] == (3, 5)
+    assert doc.value_pos(("registries", 0, "missing")) == (3, 5)  # nearest parent
+    assert doc.key_pos(("registries", 0)) == (3, 5)  # a list item has no key
+
+
+def test_scalars_are_plain_python_and_dates_stay_text():
+    doc = load("a: 1\nb: true\nc: ~\nd: 1.5\ne: 2024-01-02\nf: '007'\n")
+    assert doc.data == {"a": 1, "b": True, "c": None, "d": 1.5, "e": "2024-01-02", "f": "007"}
+
+
+def test_duplicate_key_is_reported_at_the_second_key():
+    assert problems("version: 1\nregistries: []\nversion: 1\n") == [
+        'r.yaml:3:1: duplicate key "version" (first at line 1); keep only one'
+    ]
+
+
+def test_every_duplicate_is_reported_at_once():
+    text = "registries:\n  - provider: ghcr\n    token: a\n    token: b\n  - provider: x\n    provider: y\n"
+    assert problems(text) == [
+        'r.yaml:4:5: duplicate key "token" (first at line 3); keep only one',
+        'r.yaml:6:5: duplicate key "provider" (first at line 5); keep only one',
+    ]
+
+
+def test_syntax_error_has_the_problem_position():
+    assert problems("version: 1\nregistries:\n  - provider: ghcr\n   username: bot\n") == [
+        "r.yaml:4:4: YAML syntax error: did not find expected '-' indicator "
+        "(while parsing a block collection)"
+    ]
+
+
+def test_tab_indentation():
+    assert problems("a:\n\tb: 1\n") == [
+        "r.yaml:2:1: YAML syntax error: found character that cannot start any token "
+        "(while scanning for the next token)"
+    ]
+
+
+def test_two_documents_are_refused():
+    assert problems("version: 1\n---\nversion: 1\n") == [
+        "r.yaml:2:1: the file holds more than one YAML document (---); regsync reads exactly one"
+    ]
+
+
+def test_custom_tags_are_refused():
+    assert problems("a: !!python/object:os.system x\nb: !env X\n") == [
+        "r.yaml:1:4: unsupported YAML tag tag:yaml.org,2002:python/object:os.system; write plain YAML",
+        "r.yaml:2:4: unsupported YAML tag !env; write plain YAML",
+    ]
+
+
+def test_non_string_keys_are_refused():
+    assert problems("? [a, b]\n: 1\n") == ["r.yaml:1:3: a mapping key must be a plain string"]
+
+
+def test_control_characters_are_reported():
+    assert problems("a: 1\nb: \x07\n") == [
+        "r.yaml:2:4: cannot read YAML: unacceptable character #x0007: control characters are not allowed"
+    ]
+
+
+def test_anchors_and_merges_give_plain_data():
+    doc = load("base: &b {username: bot, password: x}\nr:\n  <<: *b\n  username: other\n")
+    assert doc.data["r"] == {"username": "other", "password": "x"}
+    assert doc.keys[("r", "username")] == (4, 3)
+
+
+def test_recursive_alias_does_not_hang():
+    msgs = problems("a: &x [*x]\n")
+    assert msgs and all("nests too deeply" in m for m in msgs)
+
+
+def test_empty_document_is_none():
+    assert load("# only a comment\n").data is None
