@@ -166,8 +166,7 @@ class _Recorder:
                     fingerprint=fingerprint,
                     updated_at=remote.updated_at if remote else None,
                 )
-            if not self.state.key_id:
-                self.state.key_id = self.fingerprinter.key_id
+            self.state.key_id = self.fingerprinter.key_id  # the key of the newest fingerprints
             save_state(self.path, self.state)
 
 
