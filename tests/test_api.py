@@ -1,0 +1,294 @@
+"""The Vendor API client against the sandbox over real loopback HTTP: each endpoint's
+typed results, each error with the API's message, the token and the headers."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import httpx
+import pytest
+
+from reconciler import __version__
+from reconciler.api import DEFAULT_ORIGIN, VendorAPI, from_env
+from reconciler.errors import (
+    APIAuthError,
+    APIBadRequest,
+    APIError,
+    APINotFound,
+    APIServerError,
+)
+from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry
+from reconciler.retry import RetryPolicy
+from reconciler.sandbox.faults import FaultRule
+from reconciler.secret import Secret
+
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_attempts=5, total_time=10.0)
+
+
+def write(slug: str | None = "acme", endpoint: str = "registry.example.com", **kw) -> RegistryWrite:
+    fields = dict(provider="other", auth_type="password", username="robot",
+                  password=Secret("hunter2"), skip_validation=True)
+    fields.update(kw)
+    return RegistryWrite(slug=slug, endpoint=endpoint, **fields)
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def unused_port() -> int:
+    return closed_port()
+
+
+@pytest.fixture
+def api(sandbox):
+    with VendorAPI(token=sandbox.token, origin=sandbox.origin, retry=FAST) as client:
+        yield client
+
+
+# --- happy paths ---------------------------------------------------------------------
+
+
+def test_list_of_none_is_empty(api):
+    assert api.list_registries() == []
+
+
+def test_create_returns_the_registry_and_list_shows_it(api):
+    created = api.create_registry(write(app_ids=("app-1",)))
+    assert isinstance(created, RemoteRegistry)
+    assert (created.slug, created.endpoint, created.provider) == (
+        "acme", "registry.example.com", "other")
+    assert (created.auth_type, created.username, created.app_ids) == ("password", "robot", ("app-1",))
+    assert created.created_at
+    listed = api.list_registries()
+    assert [r.slug for r in listed] == ["acme"]
+    assert listed[0].username == "robot"
+
+
+def test_create_without_slug_takes_the_endpoint(api):
+    created = api.create_registry(write(slug=None, endpoint="quay.io", provider="quay"))
+    assert created.slug == "quay.io"
+
+
+def test_update_changes_fields_and_keeps_the_slug(api):
+    api.create_registry(write())
+    updated = api.update_registry("acme", RegistryWrite(username="deployer", app_ids=()))
+    assert (updated.slug, updated.username, updated.app_ids) == ("acme", "deployer", ())
+    assert api.list_registries()[0].username == "deployer"
+
+
+def test_delete_removes_the_registry(api):
+    api.create_registry(write())
+    assert api.delete_registry("acme") is None
+    assert api.list_registries() == []
+
+
+@pytest.mark.parametrize("slug", ["registry.example.com:5000", "a.b:c", "my registry%"])
+def test_slugs_are_percent_encoded_in_paths(api, slug):
+    api.create_registry(write(slug=slug))
+    assert api.update_registry(slug, RegistryWrite(username="other")).username == "other"
+    api.delete_registry(slug)
+    assert api.list_registries() == []
+
+
+def test_test_registry_returns_the_upstream_status_and_logs_it(api, unused_port):
+    endpoint = f"127.0.0.1:{unused_port}"  # nothing listens: the upstream is unreachable
+    api.create_registry(write(slug="down", endpoint=endpoint))
+    result = api.test_registry(image="team/app:1", slug="down", endpoint=endpoint)
+    assert isinstance(result, PullTestResult)
+    assert not result.ok
+    assert result.status == 502 and result.error
+    logs = api.registry_logs(slug="down")
+    assert logs and all(isinstance(entry, RegistryLog) for entry in logs)
+    assert logs[-1].slug == "down" and logs[-1].status_code == 502 and not logs[-1].is_success
+    assert api.registry_logs(endpoint=endpoint)[-1].image.startswith("team/app")
+
+
+def test_logs_of_a_registry_never_tested_are_empty(api):
+    api.create_registry(write())
+    assert api.registry_logs(slug="acme") == []
+
+
+# --- errors carry the API's message ----------------------------------------------------
+
+
+def test_duplicate_slug_is_a_bad_request_with_the_api_message(api):
+    api.create_registry(write())
+    with pytest.raises(APIBadRequest) as info:
+        api.create_registry(write())
+    err = info.value
+    assert err.status == 400 and err.api_message
+    assert err.api_message in str(err)
+    assert "create registry 'acme'" in str(err)
+
+
+@pytest.mark.parametrize("call", ["update", "delete"])
+def test_unknown_slug_is_not_found(api, call):
+    with pytest.raises(APINotFound) as info:
+        if call == "update":
+            api.update_registry("ghost", RegistryWrite(username="x"))
+        else:
+            api.delete_registry("ghost")
+    assert info.value.status == 404
+    assert "'ghost'" in str(info.value) and info.value.api_message in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [(400, APIBadRequest), (404, APINotFound), (409, APIError), (500, APIServerError),
+     (501, APIServerError)],
+)
+def test_each_error_status_maps_to_its_type_without_retrying(sandbox, api, status, kind):
+    sandbox.faults.add(FaultRule(method="GET", path=r"^/external_registries$", status=status))
+    with pytest.raises(kind) as info:
+        api.list_registries()
+    assert type(info.value) is kind
+    assert info.value.status == status
+    assert f"injected fault: HTTP {status}" in str(info.value)
+    assert api.calls == 1  # not one of 429/502/503/504: never retried
+
+
+def test_missing_token_says_to_set_the_variable():
+    for env in ({}, {"REPLICATED_API_TOKEN": ""}, {"REPLICATED_API_TOKEN": "  "}):
+        with pytest.raises(APIAuthError, match="set REPLICATED_API_TOKEN"):
+            from_env(env)
+
+
+def test_token_option_wins_over_the_environment(sandbox):
+    env = {"REPLICATED_API_TOKEN": "wrong", "REPLICATED_API_ORIGIN": sandbox.origin + "/"}
+    with from_env(env, token=sandbox.token, retry=FAST) as client:
+        assert client.list_registries() == []
+
+
+def test_origin_from_the_environment_with_a_trailing_slash(sandbox):
+    env = {"REPLICATED_API_TOKEN": sandbox.token, "REPLICATED_API_ORIGIN": sandbox.origin + "/"}
+    with from_env(env, retry=FAST) as client:
+        assert client.origin == sandbox.origin
+        assert client.list_registries() == []
+
+
+def test_default_origin_is_replicated():
+    with from_env({"REPLICATED_API_TOKEN": "t"}) as client:
+        assert client.origin == DEFAULT_ORIGIN == "https://api.replicated.com/vendor"
+
+
+def test_wrong_token_is_refused_with_a_hint(sandbox):
+    with VendorAPI(token="not-the-token", origin=sandbox.origin, retry=FAST) as client:
+        with pytest.raises(APIAuthError) as info:
+            client.list_registries()
+    text = str(info.value)
+    assert "the API refused the token (401)" in text and "check REPLICATED_API_TOKEN" in text
+    assert info.value.api_message and info.value.api_message in text
+    assert "not-the-token" not in text
+
+
+def test_read_only_token_may_list_but_not_write(sandbox):
+    assert sandbox.readonly_token
+    with VendorAPI(token=sandbox.readonly_token, origin=sandbox.origin, retry=FAST) as client:
+        assert client.list_registries() == []
+        with pytest.raises(APIAuthError) as info:
+            client.create_registry(write())
+    err = info.value
+    assert err.status == 403
+    assert "the API refused the token (403)" in str(err)
+    assert "read-only" in err.api_message and err.api_message in str(err)  # {"error": {"message"}}
+
+
+# --- the wire: headers, bodies -------------------------------------------------------
+
+
+class Recording(httpx.BaseTransport):
+    """Forwards to the real sandbox and keeps what was sent (the sandbox cannot say)."""
+
+    def __init__(self):
+        self.inner = httpx.HTTPTransport()
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request):
+        request.read()
+        self.requests.append(request)
+        return self.inner.handle_request(request)
+
+    def close(self):
+        self.inner.close()
+
+
+def test_headers_raw_token_user_agent_and_json(sandbox):
+    recorder = Recording()
+    with VendorAPI(token=sandbox.token, origin=sandbox.origin, retry=FAST,
+                   transport=recorder) as client:
+        client.create_registry(write())
+        client.list_registries()
+    assert len(recorder.requests) == 2 == client.calls
+    for request in recorder.requests:
+        assert request.headers["Authorization"] == sandbox.token  # raw, no "Bearer"
+        assert request.headers["User-Agent"] == f"regsync/{__version__}"
+        assert request.headers["Accept"] == "application/json"
+        assert request.headers["Content-Type"] == "application/json"
+    post = recorder.requests[0]
+    assert post.method == "POST" and post.url.path == "/vendor/v3/external_registry"
+
+
+def test_test_call_body_and_logs_query_names(sandbox, unused_port):
+    recorder = Recording()
+    endpoint = f"127.0.0.1:{unused_port}"
+    with VendorAPI(token=sandbox.token, origin=sandbox.origin, retry=FAST,
+                   transport=recorder) as client:
+        client.test_registry(image="app:1", endpoint=endpoint, username="u",
+                             password=Secret("before-save"))
+        client.registry_logs(endpoint=endpoint, slug="s")
+    body = json.loads(recorder.requests[0].content)
+    assert body == {"endpoint": endpoint, "image": "app:1", "username": "u",
+                    "password": "before-save"}
+    assert recorder.requests[0].method == "PUT"
+    assert recorder.requests[0].url.path == "/vendor/v3/external_registry/test"
+    assert dict(recorder.requests[1].url.params) == {"endpoint": endpoint, "slug": "s"}
+
+
+def test_slug_with_reserved_characters_is_one_path_segment(sandbox):
+    recorder = Recording()
+    with VendorAPI(token=sandbox.token, origin=sandbox.origin, retry=FAST,
+                   transport=recorder) as client:
+        with pytest.raises(APINotFound):
+            client.delete_registry("a/b:c.d")
+    assert recorder.requests[0].url.raw_path == b"/vendor/v3/external_registry/a%2Fb%3Ac.d"
+
+
+# --- answers that are not the contract's JSON (no real server answers this way) ------
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [(200, b"<html>maintenance</html>", APIError), (200, b"[1, 2]", APIError),
+     (200, b'{"external_registries": "nope"}', APIError),
+     (502, b"<html>Bad Gateway</html>", APIServerError)],
+)
+def test_a_body_that_is_not_the_contracts_json(status, body, kind):
+    def answer(request):
+        return httpx.Response(status, content=body, headers={"Content-Type": "text/html"})
+
+    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor", transport=httpx.MockTransport(answer),
+                   retry=RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0)) as client:
+        with pytest.raises(kind) as info:
+            client.list_registries()
+    assert type(info.value) is kind
+    assert str(status) in str(info.value)
+    if status == 200:
+        assert "not the contract's JSON" in str(info.value)
+    assert body.decode()[:20] in str(info.value)
+
+
+def test_a_huge_non_json_body_is_truncated():
+    def answer(request):
+        return httpx.Response(200, content=b"x" * 100_000)
+
+    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+                   transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(APIError) as info:
+            client.list_registries()
+    assert len(str(info.value)) < 400
