@@ -13,7 +13,8 @@ from reconciler.providers import PROVIDERS
 from reconciler.sandbox.store import DuplicateSlug
 from reconciler.secret import Secret
 
-#: The test endpoint's status when the upstream registry cannot be reached at all.
+#: The test endpoint's status when the upstream registry gave no answer at all
+#: (the OCI check's status 0), as a gateway would say.
 UNREACHABLE_STATUS = 502
 
 class BadRequest(Exception):
@@ -211,12 +212,14 @@ def _test(sandbox, slug, body, query):
         endpoint = endpoint or saved.endpoint
     from reconciler import oci
 
+    try:
+        oci.parse_image(image, endpoint)
+    except ValueError:
+        raise BadRequest(f"image {image!r} is not a valid image reference") from None
     check = oci.check_pull(endpoint, image, username=username or None, password=secret,
                            timeout=sandbox.upstream_timeout)
     ok = check.outcome == "ok"
-    status = 200 if ok else (check.status or UNREACHABLE_STATUS)
-    if check.outcome == "unreachable":
-        status = UNREACHABLE_STATUS
+    status = check.status or UNREACHABLE_STATUS  # 0: no answer from upstream at all
     error = "" if ok else (_scrub(check.error, secret) or f"upstream status {status}")
     repository, tag = split_image(image, endpoint)
     sandbox.store.add_log(action="test", endpoint=endpoint, slug=slug, image=repository,
