@@ -292,3 +292,34 @@ def test_a_huge_non_json_body_is_truncated():
         with pytest.raises(APIError) as info:
             client.list_registries()
     assert len(str(info.value)) < 400
+
+
+# --- the test call against a real registry (Debian's docker-registry, htpasswd) --------
+
+
+def test_test_registry_pulls_through_a_real_registry(api, registry_basic):
+    reg = registry_basic
+    api.create_registry(write(slug="local", endpoint=reg.endpoint, username=reg.username,
+                              password=Secret(reg.password), skip_validation=False))
+    ok = api.test_registry(image=f"{reg.endpoint}/test/hello:v1", slug="local",
+                           endpoint=reg.endpoint)
+    assert ok == PullTestResult(status=200, error="") and ok.ok
+    unknown = api.test_registry(image="test/hello:nope", slug="local", endpoint=reg.endpoint)
+    assert unknown.status == 404 and unknown.error
+    before_save = api.test_registry(image="test/hello:v1", endpoint=reg.endpoint,
+                                    username=reg.username, password=Secret("wrong-password"))
+    assert before_save.status == 401 and not before_save.ok
+    assert "wrong-password" not in before_save.error
+    logs = api.registry_logs(slug="local")
+    assert sorted((e.status_code, e.is_success) for e in logs) == [(200, True), (404, False)]
+    assert api.list_registries()[0].last_used_at
+
+
+def test_create_with_refused_credentials_is_a_bad_request(api, registry_basic):
+    reg = registry_basic
+    with pytest.raises(APIBadRequest) as info:
+        api.create_registry(write(slug="local", endpoint=reg.endpoint, username=reg.username,
+                                  password=Secret("wrong-password"), skip_validation=False))
+    assert "refused the credentials" in str(info.value)
+    assert "wrong-password" not in str(info.value)
+    assert api.list_registries() == []
