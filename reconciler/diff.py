@@ -211,7 +211,8 @@ def diff(
     if deletes > settings.max_deletes:
         warnings.insert(
             0,
-            f"This plan destroys {deletes} registries, more than settings.max_deletes "
+            f"This plan destroys {deletes} {'registry' if deletes == 1 else 'registries'}, "
+            f"more than settings.max_deletes "
             f"({settings.max_deletes}). regsync apply refuses it without --force.",
         )
     return Plan(

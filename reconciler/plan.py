@@ -155,6 +155,7 @@ class Plan:
         if self.too_many_deletes and not force:
             n = self.summary["delete"]
             raise PlanError(
-                f"the plan deletes {n} registries, more than settings.max_deletes "
+                f"the plan deletes {n} {'registry' if n == 1 else 'registries'}, "
+                f"more than settings.max_deletes "
                 f"({self.max_deletes}); review it, then apply with --force"
             )

@@ -152,13 +152,19 @@ def _cut(lines: list[str], *, budget: int) -> list[str]:
         tail.append(line)
         used += len(line) + 1
     tail.reverse()
+    # whole changes only: end the head and start the tail at a blank line
+    while head and head[-1]:
+        head.pop()
+    while tail and tail[0]:
+        tail.pop(0)
     cut = lines[len(head) : len(lines) - len(tail)]
     chars = sum(len(line) + 1 for line in cut)
+    changes = sum(1 for line in cut if line.startswith(("+ ", "~ ", "- ")))
     note = (
-        f"... {len(cut)} lines ({chars} characters) cut here to fit a pull-request comment; "
-        "regsync plan --format text or json shows all of it ..."
+        f"... {changes} changes ({len(cut)} lines, {chars} characters) cut here to fit a "
+        "pull-request comment; run regsync plan (text, or --format json) to see all of it ..."
     )
-    return [*head, "", note, "", *tail]
+    return [*head, note, *tail]
 
 
 def render_json(plan: Plan, stream: TextIO) -> None:

@@ -1,0 +1,250 @@
+"""What a user reads: the text plan, the pull-request comment and the JSON document."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+
+from reconciler.diff import diff
+from reconciler.model import Config, DesiredRegistry, RemoteRegistry, SecretRef, Settings
+from reconciler.plan import Plan
+from reconciler.render import render_json, render_markdown, render_text
+from reconciler.secret import Secret
+from reconciler.state import Fingerprinter, RegistryState, State
+
+CANARY = f"CANARY-{uuid.uuid4()}"
+FP = Fingerprinter(b"test-key")
+T0 = "2026-01-01T00:00:00Z"
+
+
+def want(slug, index=0, secret=CANARY, **kw) -> DesiredRegistry:
+    values = dict(provider="dockerhub", endpoint="index.docker.io", auth_type="password",
+                  username="acme")
+    values.update(kw)
+    return DesiredRegistry(index=index, slug=slug, secret=Secret(secret),
+                           secret_ref=SecretRef("password", env_var="PW"), **values)
+
+
+def have(slug, **kw) -> RemoteRegistry:
+    values = dict(provider="dockerhub", endpoint="index.docker.io", auth_type="password",
+                  username="acme", updated_at=T0)
+    values.update(kw)
+    return RemoteRegistry(slug=slug, **values)
+
+
+def small_plan(*, prune=True, max_deletes=1) -> Plan:
+    """One of each: a create, an update (endpoint, app ids, rotated secret), a delete,
+    an unchanged registry, an ignored one."""
+    changed = want("acme-quay", 1, provider="quay", endpoint="quay.example.com",
+                   app_ids=("app-2", "app-1"))
+    same = want("acme-ghcr", 2, provider="ghcr", endpoint="ghcr.io", auth_type="token")
+    state = State(key_id=FP.key_id, registries={
+        "acme-quay": RegistryState("quay", "quay.io", FP.fingerprint(want("acme-quay", secret="old",
+                                   provider="quay", endpoint="quay.io")), T0),
+        "acme-ghcr": RegistryState("ghcr", "ghcr.io", FP.fingerprint(same), T0),
+    })
+    return diff(
+        Config(path="registries.yaml",
+               settings=Settings(max_deletes=max_deletes, ignore=("vendor-*",)),
+               registries=(want("acme-hub", 0), changed, same)),
+        [
+            have("acme-quay", provider="quay", endpoint="quay.io", app_ids=("app-1",)),
+            have("acme-ghcr", provider="ghcr", endpoint="ghcr.io", auth_type="token"),
+            have("old-nexus", provider="nexus", endpoint="nexus.acme.io",
+                 last_used_at="2026-03-04T05:06:07Z"),
+            have("vendor-mirror"),
+        ],
+        state,
+        FP,
+        prune=prune,
+    )
+
+
+SMALL_TEXT = """\
+regsync will perform these actions:
+
+  + create acme-hub (dockerhub)
+      provider: dockerhub
+      endpoint: index.docker.io
+      authType: password
+      username: acme
+      appIds: (all apps)
+      credentials: (will be set)
+
+  ~ update acme-quay (quay)
+      endpoint: quay.io -> quay.example.com
+      appIds: [app-1] -> [app-1, app-2]
+      credentials: (changed)
+
+  - destroy old-nexus (nexus)
+      last used: 2026-03-04T05:06:07Z
+
+Ignored (settings.ignore): vendor-mirror
+
+Plan: 1 to add, 1 to change, 1 to destroy.
+"""
+
+
+def text(plan, color=False) -> str:
+    out = io.StringIO()
+    render_text(plan, out, color=color)
+    return out.getvalue()
+
+
+def markdown(plan) -> str:
+    out = io.StringIO()
+    render_markdown(plan, out)
+    return out.getvalue()
+
+
+def as_json(plan) -> str:
+    out = io.StringIO()
+    render_json(plan, out)
+    return out.getvalue()
+
+
+def test_text_plan_reads_like_terraform():
+    assert text(small_plan()) == SMALL_TEXT
+
+
+def test_text_plan_lists_unmanaged_registries_when_not_pruning():
+    lines = text(small_plan(prune=False)).splitlines()
+    i = lines.index("Not in the file (unmanaged; settings.prune or --prune deletes them):")
+    assert lines[i + 1] == "    old-nexus (nexus), last used: 2026-03-04T05:06:07Z"
+    assert lines[-1] == "Plan: 1 to add, 1 to change, 0 to destroy."
+    assert not any("destroy old-nexus" in line for line in lines)
+
+
+def test_no_changes_says_so():
+    reg = want("acme-hub")
+    state = State(registries={"acme-hub": RegistryState("dockerhub", "index.docker.io",
+                                                        FP.fingerprint(reg), T0)})
+    plan = diff(Config(path="r.yaml", settings=Settings(), registries=(reg,)),
+                [have("acme-hub")], state, FP, prune=False)
+    assert text(plan) == "No changes. The team's registries match the file.\n"
+    assert markdown(plan) == "**No changes.** The team's registries match the file.\n"
+
+
+def test_too_many_deletes_puts_a_warning_box_on_top():
+    plan = small_plan(max_deletes=0)
+    lines = text(plan).splitlines()
+    assert lines[:5] == [
+        "+----------------------------------------------------------------------------+",
+        "| Warning: This plan destroys 1 registry, more than settings.max_deletes     |",
+        "| (0). regsync apply refuses it without --force.                             |",
+        "+----------------------------------------------------------------------------+",
+        "",
+    ]
+    assert lines[-1] == "Plan: 1 to add, 1 to change, 1 to destroy."
+
+
+def test_colour_only_when_asked():
+    assert "\033[" not in text(small_plan())
+    coloured = text(small_plan(), color=True)
+    assert "\033[32m  + create acme-hub (dockerhub)\033[0m" in coloured
+    assert "\033[33m  ~ update acme-quay (quay)\033[0m" in coloured
+    assert "\033[31m  - destroy old-nexus (nexus)\033[0m" in coloured
+    # the same words once the colour codes are gone
+    for code in ("\033[32m", "\033[33m", "\033[31m", "\033[1m", "\033[0m"):
+        coloured = coloured.replace(code, "")
+    assert coloured == SMALL_TEXT
+
+
+def test_markdown_summary_first_and_details_collapsed():
+    md = markdown(small_plan(max_deletes=0))
+    assert md == (
+        "**Plan: 1 to add, 1 to change, 1 to destroy.**\n"
+        "\n"
+        "> [!WARNING]\n"
+        "> This plan destroys 1 registry, more than settings.max_deletes (0). "
+        "regsync apply refuses it without --force.\n"
+        "\n"
+        "<details><summary>Details</summary>\n"
+        "\n"
+        "```diff\n"
+        "regsync will perform these actions:\n"
+        "\n"
+        "+ create acme-hub (dockerhub)\n"
+        "      provider: dockerhub\n"
+        "      endpoint: index.docker.io\n"
+        "      authType: password\n"
+        "      username: acme\n"
+        "      appIds: (all apps)\n"
+        "      credentials: (will be set)\n"
+        "\n"
+        "~ update acme-quay (quay)\n"
+        "      endpoint: quay.io -> quay.example.com\n"
+        "      appIds: [app-1] -> [app-1, app-2]\n"
+        "      credentials: (changed)\n"
+        "\n"
+        "- destroy old-nexus (nexus)\n"
+        "      last used: 2026-03-04T05:06:07Z\n"
+        "\n"
+        "Ignored (settings.ignore): vendor-mirror\n"
+        "```\n"
+        "\n"
+        "</details>\n"
+    )
+
+
+def test_a_backtick_fence_in_a_value_cannot_end_the_code_block():
+    plan = diff(Config(path="r.yaml", settings=Settings(), registries=(want("x", endpoint="a```b"),)),
+                [], State(), FP, prune=False)
+    md = markdown(plan)
+    assert "\n````diff\n" in md and "\n````\n\n</details>\n" in md
+
+
+def test_a_huge_plan_keeps_head_and_tail_within_a_pr_comment():
+    registries = tuple(want(f"registry-{i:04d}", i) for i in range(2000))
+    plan = diff(Config(path="r.yaml", settings=Settings(), registries=registries), [],
+                State(), FP, prune=False)
+    md = markdown(plan)
+    assert len(md) <= 60_000
+    lines = md.splitlines()
+    assert lines[0] == "**Plan: 2000 to add, 0 to change, 0 to destroy.**"
+    assert lines[2] == "<details><summary>Details</summary>"
+    assert "+ create registry-0000 (dockerhub)" in lines
+    assert "+ create registry-1999 (dockerhub)" in lines
+    assert "+ create registry-1000 (dockerhub)" not in lines
+    (note,) = [line for line in lines if line.startswith("... ")]
+    head_count = sum(1 for line in lines if line.startswith("+ create"))
+    assert note.startswith(f"... {2000 - head_count} changes (")
+    assert "characters) cut here to fit a pull-request comment" in note
+    # whole changes on both sides of the cut
+    i = lines.index(note)
+    assert lines[i - 1] == "" and lines[i + 1] == "" and lines[i + 2].startswith("+ create ")
+    assert lines[-3:] == ["```", "", "</details>"]
+    assert CANARY not in md
+
+
+def test_json_is_the_plan_data_and_nothing_else():
+    plan = small_plan()
+    out = as_json(plan)
+    assert out == json.dumps(plan.data, indent=2) + "\n"
+    assert json.loads(out) == {
+        "format_version": 1,
+        "changes": [
+            {"action": "create", "slug": "acme-hub", "provider": "dockerhub",
+             "fields": ["provider", "endpoint", "authType", "username", "appIds", "credentials"],
+             "reasons": []},
+            {"action": "update", "slug": "acme-quay", "provider": "quay",
+             "fields": ["endpoint", "appIds", "credentials"], "reasons": []},
+            {"action": "delete", "slug": "old-nexus", "provider": "nexus", "fields": [],
+             "reasons": [], "last_used_at": "2026-03-04T05:06:07Z"},
+            {"action": "noop", "slug": "acme-ghcr", "provider": "ghcr", "fields": [],
+             "reasons": []},
+        ],
+        "summary": {"create": 1, "update": 1, "delete": 1},
+        "unmanaged": [],
+        "ignored": ["vendor-mirror"],
+        "warnings": [],
+    }
+
+
+def test_no_rendering_shows_a_secret_or_a_fingerprint():
+    for prune in (True, False):
+        plan = small_plan(prune=prune, max_deletes=0)
+        for rendered in (text(plan), text(plan, color=True), markdown(plan), as_json(plan)):
+            assert CANARY not in rendered
+            assert "hmac-sha256" not in rendered
