@@ -127,7 +127,9 @@ def load_plan(path) -> SavedPlan:
         or not all(isinstance(k, str) and isinstance(v, str) for k, v in fps.items())
         or not isinstance(data, dict)
     ):
-        raise PlanError(f"{path}: the plan file is damaged (a field is missing or has the wrong type)")
+        raise PlanError(
+            f"{path}: the plan file is damaged (a field is missing or has the wrong type)"
+        )
     return SavedPlan(
         data=data,
         config_path=doc["config_path"],
@@ -157,7 +159,9 @@ def check_fresh(
     would do now. ``plan`` is the plan recomputed from the current file, team and state."""
     stale = "the saved plan is stale: "
     if saved.config_sha256 != config_sha256:
-        raise PlanError(f"{stale}the registries file changed since the plan ({saved.config_path}); {_AGAIN}")
+        raise PlanError(
+            f"{stale}the registries file changed since the plan ({saved.config_path}); {_AGAIN}"
+        )
     if saved.remote_sha256 != remote_sha256:
         raise PlanError(
             f"{stale}the team's registries changed since the plan (someone created, changed "
@@ -185,5 +189,5 @@ def check_fresh(
 def _counts(summary) -> str:
     if not isinstance(summary, dict):
         return "unknown"
-    return ", ".join(f"{summary.get(k, 0)} to {v}" for k, v in
-                     (("create", "add"), ("update", "change"), ("delete", "destroy")))
+    words = (("create", "add"), ("update", "change"), ("delete", "destroy"))
+    return ", ".join(f"{summary.get(key, 0)} to {word}" for key, word in words)

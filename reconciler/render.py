@@ -73,7 +73,8 @@ def _body_lines(plan: Plan) -> list[tuple[str, str]]:
     if plan.unmanaged:
         lines.append(("", "Not in the file (unmanaged; settings.prune or --prune deletes them):"))
         for r in plan.unmanaged:
-            lines.append(("", f"    {r.slug} ({r.provider}), last used: {r.last_used_at or 'never'}"))
+            used = r.last_used_at or "never"
+            lines.append(("", f"    {r.slug} ({r.provider}), last used: {used}"))
         lines.append(("", ""))
     if plan.ignored:
         lines.append(("", "Ignored (settings.ignore): " + ", ".join(plan.ignored)))
@@ -107,12 +108,8 @@ def _fence(lines: list[str]) -> str:
 
 def render_markdown(plan: Plan, stream: TextIO) -> None:
     """A pull-request comment: the summary line first, the details collapsed."""
-    s = plan.summary
     if plan.has_changes:
-        head = [
-            f"**Plan: {s['create']} to add, {s['update']} to change, "
-            f"{s['delete']} to destroy.**"
-        ]
+        head = [f"**{plan.summary_line()}**"]
     else:
         head = ["**No changes.** The team's registries match the file."]
     for warning in plan.warnings:

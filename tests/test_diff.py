@@ -337,7 +337,8 @@ def test_plan_data_never_holds_a_secret_or_a_fingerprint():
 
 
 def test_an_unresolved_secret_is_refused_naming_the_registry():
-    with pytest.raises(PlanError, match=r'registries\[3\] \(dockerhub "acme-hub"\): the credential is not resolved'):
+    expected = r'registries\[3\] \(dockerhub "acme-hub"\): the credential is not resolved'
+    with pytest.raises(PlanError, match=expected):
         diff(config(want("acme-hub", 3, secret=None)), [], State(), FP, prune=False)
 
 

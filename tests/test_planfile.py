@@ -177,7 +177,8 @@ def test_stale_when_the_plan_computed_now_differs(world, saved):
 def test_remote_digest_ignores_order_and_last_used_at_only():
     a, b = have("a", app_ids=("x", "y")), have("b")
     assert remote_digest([a, b]) == remote_digest([b, replace(a, app_ids=("y", "x"))])
-    assert remote_digest([a, b]) == remote_digest([a, replace(b, last_used_at="2026-09-09T00:00:00Z")])
+    used = replace(b, last_used_at="2026-09-09T00:00:00Z")
+    assert remote_digest([a, b]) == remote_digest([a, used])
     assert remote_digest([a, b]) != remote_digest([a, replace(b, username="other")])
     assert remote_digest([a, b]) != remote_digest([a])
 
@@ -215,7 +216,8 @@ def test_load_plan_of_a_newer_format_asks_to_upgrade(world, tmp_path):
     doc = json.loads(path.read_text())
     doc["format_version"] = 9
     path.write_text(json.dumps(doc))
-    with pytest.raises(PlanError, match=r"format_version 9, newer than this regsync understands \(1\); upgrade regsync"):
+    newer = r"format_version 9, newer than this regsync understands \(1\); upgrade regsync"
+    with pytest.raises(PlanError, match=newer):
         load_plan(path)
 
 

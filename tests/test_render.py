@@ -189,7 +189,8 @@ def test_markdown_summary_first_and_details_collapsed():
 
 
 def test_a_backtick_fence_in_a_value_cannot_end_the_code_block():
-    plan = diff(Config(path="r.yaml", settings=Settings(), registries=(want("x", endpoint="a```b"),)),
+    registries = (want("x", endpoint="a```b"),)
+    plan = diff(Config(path="r.yaml", settings=Settings(), registries=registries),
                 [], State(), FP, prune=False)
     md = markdown(plan)
     assert "\n````diff\n" in md and "\n````\n\n</details>\n" in md
