@@ -198,6 +198,11 @@ def _run_change(change: Change, api: VendorAPI, recorder: _Recorder) -> ChangeOu
     return ChangeOutcome(change, "succeeded", "", remote)
 
 
+def _wait_all(pool: ThreadPoolExecutor, fn, items) -> None:
+    for future in [pool.submit(fn, item) for item in items]:
+        future.result()
+
+
 def apply_plan(
     plan: Plan,
     api: VendorAPI,
@@ -227,9 +232,9 @@ def apply_plan(
     def run(i: int) -> None:
         finish(i, _run_change(ordered[i], api, recorder))
 
-    with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="regsync-apply") as pool:
-        for future in [pool.submit(run, i) for i in range(n_first)]:
-            future.result()
+    pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="regsync-apply")
+    try:
+        _wait_all(pool, run, range(n_first))
         failed_creates = [
             o.change.slug for o in outcomes[:n_first] if o.change.action == "create" and not o.ok
         ]
@@ -243,8 +248,13 @@ def apply_plan(
             for i in range(n_first, len(ordered)):
                 finish(i, ChangeOutcome(ordered[i], "skipped", reason))
         else:
-            for future in [pool.submit(run, i) for i in range(n_first, len(ordered))]:
-                future.result()
+            _wait_all(pool, run, range(n_first, len(ordered)))
+    except BaseException:
+        # Ctrl-C (or a failing on_event): start nothing more; the calls already in
+        # flight finish and are recorded, so the state stays true.
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return tuple(outcomes)
 
 

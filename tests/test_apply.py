@@ -369,3 +369,21 @@ def test_report_data_and_no_secret_anywhere(sandbox, api, tmp_path, fp, registry
         assert s not in text
         assert s not in state_text
         assert s not in shown
+
+
+def test_an_interrupted_apply_starts_nothing_more_and_the_state_matches_the_team(
+        sandbox, api, tmp_path, fp):
+    """Ctrl-C arrives in the CLI's on_event (the main thread's wait re-raises it): the
+    queued changes are cancelled, and what did happen is in the state file."""
+    regs = [desired(i, f"reg-{i}") for i in range(8)]
+    plan = plan_for(config_of(*regs), api, State(), fp)
+    sandbox.faults.latency_ms = 50
+
+    def interrupt(outcome):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(plan, api, tmp_path, fp, parallelism=1, on_event=interrupt)
+    made = {r.slug for r in api.list_registries()}
+    assert 1 <= len(made) <= 2  # the first, and at most the one already in flight
+    assert set(load_state(tmp_path / "state.json").registries) == made
