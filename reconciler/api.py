@@ -46,29 +46,28 @@ TOKEN_VAR = "REPLICATED_API_TOKEN"
 ORIGIN_VAR = "REPLICATED_API_ORIGIN"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 UNCERTAIN_STATUSES = frozenset({502, 503, 504})  # the work may have been done
+_MAYBE_CREATED = " (it may have been created: list the registries to see)"
 _EXCERPT = 120
 _MESSAGE = 500
 
 
 @dataclass(frozen=True, kw_only=True)
 class Timeout:
-    """Seconds allowed to each phase of one request (never to a whole retried call,
-    which ``RetryPolicy.total_time`` bounds)."""
+    """Seconds allowed to each phase of one request. A retried call is bounded by
+    ``RetryPolicy.total_time`` plus at most one request's timeout: a retry is not
+    begun past the deadline, and the request begun before it keeps its full timeout
+    (a last attempt squeezed into the time left would only time out)."""
 
     connect: float = 5.0
     read: float = 30.0
     write: float = 30.0
     pool: float = 5.0
 
-    def capped(self, remaining: float) -> httpx.Timeout:
+    def as_httpx(self) -> httpx.Timeout:
         import httpx
 
-        def cap(value: float) -> float:
-            return max(min(value, remaining), 0.01)
-
-        return httpx.Timeout(
-            connect=cap(self.connect), read=cap(self.read), write=cap(self.write), pool=cap(self.pool)
-        )
+        return httpx.Timeout(connect=self.connect, read=self.read, write=self.write,
+                             pool=self.pool)
 
 
 DEFAULT_TIMEOUT = Timeout()
@@ -104,13 +103,13 @@ class VendorAPI:
         self._token = _check_token(token)
         self.origin = _check_origin(origin)
         self.timeout = timeout
+        self._timeout = timeout.as_httpx()
         self.retry = retry
         self._lock = threading.Lock()
         self._calls = 0
         self._client = httpx.Client(
             transport=transport,
             follow_redirects=False,
-            trust_env=False,
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
@@ -138,7 +137,7 @@ class VendorAPI:
     # --- the endpoints ---------------------------------------------------------
 
     def list_registries(self) -> list[RemoteRegistry]:
-        response, _ = self._request("GET", "/v3/external_registries", what="list registries")
+        response = self._request("GET", "/v3/external_registries", what="list registries")
         return self._registries(response, "list registries")
 
     def create_registry(self, body: RegistryWrite) -> RemoteRegistry:
@@ -149,17 +148,19 @@ class VendorAPI:
         budget = self.retry.budget()
         uncertain = False  # the last create may have landed: list before sending again
         ever_uncertain = False  # some create may have landed (even if a later list said no)
-        failure = ""
+        response, failure = None, ""  # how the last create ended
         while True:
             if uncertain:
                 landed = self._landed(slug, endpoint, budget, what)
                 if landed is not None:
                     return landed
                 uncertain = False
+                if budget.spent():  # it did not land, and no attempt is left to send it again
+                    raise self._gave_up(what, budget, response, failure, " (it was not created)")
             budget.begin_attempt()
             response = None
             try:
-                response = self._send("POST", "/v3/external_registry", budget, json_body=payload)
+                response = self._send("POST", "/v3/external_registry", json_body=payload)
             except _NotSent as exc:
                 failure = str(exc)
             except _Lost as exc:
@@ -177,16 +178,13 @@ class VendorAPI:
                     raise self._error(response, what, budget)
                 uncertain = status in UNCERTAIN_STATUSES
             ever_uncertain = ever_uncertain or uncertain
-            if budget.wait(None if response is None else _retry_after(response)):
-                continue
-            maybe = " (it may have been created: list the registries to see)" if uncertain else ""
-            if response is not None:
-                raise self._error(response, what, budget, note=maybe)
-            raise self._unavailable(what, budget, failure, note=maybe)
+            if not budget.wait(None if response is None else _retry_after(response)):
+                maybe = _MAYBE_CREATED if uncertain else ""
+                raise self._gave_up(what, budget, response, failure, maybe)
 
     def update_registry(self, slug: str, body: RegistryWrite) -> RemoteRegistry:
         what = f"update registry {slug!r}"
-        response, _ = self._request(
+        response = self._request(
             "PUT", f"/v3/external_registry/{_segment(slug)}", what=what,
             json_body=body.to_body(create=False),
         )
@@ -209,7 +207,7 @@ class VendorAPI:
             payload["username"] = username
         if password is not None:
             payload["password"] = password.reveal()
-        response, _ = self._request("PUT", "/v3/external_registry/test", what=what,
+        response = self._request("PUT", "/v3/external_registry/test", what=what,
                                     json_body=payload)
         data = self._json(response, what)
         status = data.get("status")
@@ -222,7 +220,7 @@ class VendorAPI:
                       endpoint: str | None = None) -> list[RegistryLog]:
         params = {k: v for k, v in (("endpoint", endpoint), ("slug", slug)) if v}
         what = f"logs of registry {(slug or endpoint)!r}"
-        response, _ = self._request("GET", "/v3/external_registry/logs", what=what, params=params)
+        response = self._request("GET", "/v3/external_registry/logs", what=what, params=params)
         logs = self._json(response, what).get("logs")
         if logs is None:
             return []
@@ -234,17 +232,17 @@ class VendorAPI:
 
     def _request(self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200,),
                  json_body: dict | None = None, params: dict | None = None,
-                 gone_ok: bool = False) -> tuple[httpx.Response, bool]:
-        """Send with retries; the final success answer, or raise. ``uncertain`` tells
-        whether an earlier attempt may have done the work (lost answer or 5xx); with
-        ``gone_ok`` a 404 after such an attempt counts as success (DELETE)."""
+                 gone_ok: bool = False) -> httpx.Response:
+        """Send with retries; the success answer, or raise. With ``gone_ok`` (DELETE), a
+        404 after an attempt that may have done the work (lost answer, 502/503/504)
+        counts as success."""
         budget = self.retry.budget()
         uncertain = False
         failure = ""
         while True:
             budget.begin_attempt()
             try:
-                response = self._send(method, path, budget, json_body=json_body, params=params)
+                response = self._send(method, path, json_body=json_body, params=params)
             except _NotSent as exc:
                 failure = str(exc)
             except _Lost as exc:
@@ -252,7 +250,7 @@ class VendorAPI:
             else:
                 status = response.status_code
                 if status in expect or (gone_ok and uncertain and status == 404):
-                    return response, uncertain
+                    return response
                 if status in RETRY_STATUSES:
                     uncertain = uncertain or status in UNCERTAIN_STATUSES
                     if budget.wait(_retry_after(response)):
@@ -268,7 +266,7 @@ class VendorAPI:
         while True:
             budget.begin_attempt()
             try:
-                response = self._send("GET", "/v3/external_registries", budget)
+                response = self._send("GET", "/v3/external_registries")
             except (_NotSent, _Lost) as exc:
                 failure = str(exc)
             else:
@@ -276,9 +274,10 @@ class VendorAPI:
                     break
                 if response.status_code in RETRY_STATUSES and budget.wait(_retry_after(response)):
                     continue
-                raise self._error(response, f"{what} (checking whether it landed)", budget)
+                raise self._error(response, f"{what} (listing to see whether it landed)",
+                                  budget, note=_MAYBE_CREATED)
             if not budget.wait():
-                raise self._unavailable(what, budget, failure)
+                raise self._unavailable(what, budget, failure, note=_MAYBE_CREATED)
         for remote in self._registries(response, what):
             if remote.slug == slug:
                 if _same_endpoint(remote.endpoint, endpoint):
@@ -290,7 +289,7 @@ class VendorAPI:
                 )
         return None
 
-    def _send(self, method: str, path: str, budget: Budget, *, json_body: dict | None = None,
+    def _send(self, method: str, path: str, *, json_body: dict | None = None,
               params: dict | None = None) -> httpx.Response:
         """One HTTP request; transport failures become _NotSent or _Lost."""
         import httpx
@@ -302,7 +301,7 @@ class VendorAPI:
         try:
             return self._client.request(
                 method, self.origin + path, content=content, params=params, headers=headers,
-                timeout=self.timeout.capped(budget.remaining()),
+                timeout=self._timeout,
             )
         # Not chained (``from None``): an httpx exception holds the request, body included.
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -362,6 +361,12 @@ class VendorAPI:
         if status >= 500:
             return APIServerError(f"{what}: the API failed ({status}){tries}{said}", **kw)
         return APIError(f"{what}: unexpected answer from the API ({status}){said}", **kw)
+
+    def _gave_up(self, what: str, budget: Budget, response: httpx.Response | None,
+                 failure: str, note: str) -> APIError:
+        if response is not None:
+            return self._error(response, what, budget, note=note)
+        return self._unavailable(what, budget, failure, note=note)
 
     def _unavailable(self, what: str, budget: Budget, failure: str,
                      note: str = "") -> APIUnavailable:

@@ -61,6 +61,10 @@ class Budget:
     def remaining(self) -> float:
         return self.deadline - self.policy.clock()
 
+    def spent(self) -> bool:
+        """No attempt or no time left."""
+        return self.attempts >= self.policy.max_attempts or self.remaining() <= 0
+
     def begin_attempt(self) -> None:
         self.attempts += 1
 

@@ -329,3 +329,20 @@ def test_a_server_retry_after_is_capped():
     budget.begin_attempt()
     assert budget.wait(retry_after=3600) is True
     assert slept == [2.0]
+
+
+def test_a_create_that_did_not_land_with_no_attempt_left_says_so(sandbox):
+    policy = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01, total_time=5.0)
+    sandbox.faults.add(FaultRule(method="POST", path=CREATE, status=503, times=-1))
+    with VendorAPI(token=sandbox.token, origin=sandbox.origin, retry=policy) as client:
+        with pytest.raises(APIServerError, match=r"\(it was not created\)"):
+            client.create_registry(write())
+        assert client.calls == 2  # the create, then the list that found nothing
+        assert client.list_registries() == []
+
+
+def test_a_503_with_retry_after_is_honoured_too(sandbox, api):
+    sandbox.faults.add(FaultRule(method="GET", path=LIST, status=503, retry_after=0.3))
+    started = time.monotonic()
+    assert api.list_registries() == []
+    assert time.monotonic() - started >= 0.3
