@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from reconciler.errors import SandboxError
-from reconciler.sandbox.faults import Faults, FaultRule
+from reconciler.sandbox.faults import FaultRule, Faults, parse_rate_limit
 from reconciler.sandbox.server import SandboxServer
 from reconciler.sandbox.store import load_key
 
@@ -511,3 +511,27 @@ def test_run_serves_until_a_signal_and_stops_cleanly(tmp_path, signum):
 def test_port_in_use_is_a_sandbox_error(sandbox):
     with pytest.raises(SandboxError, match="cannot listen"):
         SandboxServer(port=sandbox.port, token="t", key=os.urandom(32)).start()
+
+
+def test_a_wrong_key_for_an_existing_db_is_refused_at_start(tmp_path):
+    db = str(tmp_path / "s.db")
+    with SandboxServer(db=db, token="t", key=os.urandom(32)) as s, client(s) as c:
+        c.post("/external_registry", json=body())
+    with pytest.raises(SandboxError, match="key does not open the credentials"):
+        SandboxServer(db=db, token="t", key=os.urandom(32))
+
+
+def test_a_chunked_request_body_is_read(http):
+    chunks = [b'{"endpoint": "chunked.example.com", "username": "u", ',
+              b'"password": "p", "skipValidation": true}']
+    r = http.post("/external_registry", content=iter(chunks), headers={"Content-Type": "application/json"})
+    assert r.request.headers.get("Transfer-Encoding") == "chunked"
+    assert r.status_code == 201 and r.json()["external_registry"]["slug"] == "chunked.example.com"
+    assert http.get("/external_registries").status_code == 200  # the connection is still in step
+
+
+def test_rate_limit_option_parsing():
+    assert parse_rate_limit("10/1.5") == (10, 1.5)
+    for bad in ("10", "0/1", "a/b", "5/0"):
+        with pytest.raises(ValueError, match="must be N/SECONDS"):
+            parse_rate_limit(bad)

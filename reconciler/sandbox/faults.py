@@ -77,6 +77,18 @@ def format_retry_after(seconds: float) -> str:
     return f"{seconds:.3f}".rstrip("0").rstrip(".")
 
 
+def parse_rate_limit(text: str) -> tuple[int, float]:
+    """``"N/SECONDS"`` (e.g. ``"10/1.5"``) as ``(10, 1.5)``; ValueError with a hint."""
+    requests, sep, seconds = text.partition("/")
+    try:
+        parsed = (int(requests), float(seconds))
+    except ValueError:
+        parsed = None
+    if not sep or parsed is None or parsed[0] < 1 or not parsed[1] > 0:
+        raise ValueError(f"rate limit {text!r} must be N/SECONDS, e.g. 10/1 (N >= 1, SECONDS > 0)")
+    return parsed
+
+
 class Faults:
     """The sandbox's fault knobs. Assign the attributes directly or use ``add``."""
 
@@ -224,6 +236,9 @@ class Stats:
     def by_operation(self) -> dict[str, int]:
         with self._lock:
             return dict(self._by_operation)
+
+    def __getitem__(self, key: str):
+        return self.snapshot()[key]
 
     def snapshot(self) -> dict:
         with self._lock:

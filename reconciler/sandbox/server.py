@@ -63,6 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "regsync-sandbox"
     sys_version = ""
+    timeout = 60  # seconds an idle or stalled connection may hold a thread
     sandbox: SandboxServer  # set on the per-server subclass
 
     def log_message(self, format, *args):  # noqa: A002 - never log request lines or headers
@@ -85,10 +86,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     # -- plumbing ------------------------------------------------------------------
     def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
         length = int(self.headers.get("Content-Length") or 0)
         if length < 0 or length > MAX_BODY:
             raise ValueError("body too large")
         return self.rfile.read(length) if length else b""
+
+    def _read_chunked(self) -> bytes:
+        data = bytearray()
+        while True:
+            size = int(self.rfile.readline(64).split(b";")[0].strip() or b"x", 16)
+            if size == 0:
+                while self.rfile.readline(1024).strip():  # trailers
+                    pass
+                return bytes(data)
+            if len(data) + size > MAX_BODY:
+                raise ValueError("body too large")
+            data += self.rfile.read(size)
+            self.rfile.readline(8)
 
     def _send(self, status: int, body: dict | None, headers: dict | None = None) -> None:
         data = b"" if body is None else json.dumps(body).encode()
@@ -190,6 +206,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 400, {"message": str(exc)}
         except SandboxError as exc:
             return 500, {"message": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a bug answers 500, never a silent drop
+            return 500, {"message": f"internal sandbox error ({type(exc).__name__})"}
 
     def _control(self, path: str, body: bytes) -> None:
         if self._authorized() != "full":

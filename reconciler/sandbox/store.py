@@ -157,6 +157,20 @@ class Store:
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise SandboxError(f"cannot open the sandbox database {db}: {exc}") from exc
+        self._check_key(db)
+
+    def _check_key(self, db: str) -> None:
+        """Refuse to start with a key that does not open the stored credentials."""
+        row = self._db.execute("SELECT slug, sealed_password FROM registries LIMIT 1").fetchone()
+        if row is not None:
+            try:
+                self._open(*row)
+            except SandboxError:
+                self._db.close()
+                raise SandboxError(
+                    f"the sandbox key does not open the credentials stored in {db} (use the "
+                    f"key it was created with: {KEY_ENV} or the key file beside it)"
+                ) from None
 
     def close(self) -> None:
         with self._lock:
