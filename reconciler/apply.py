@@ -307,7 +307,8 @@ def run_image_tests(
     def run(job) -> ImageTestOutcome:
         reg, image = job
         if reg.slug in skip:
-            outcome = ImageTestOutcome(reg.slug, image, 0, False, error=skip[reg.slug], skipped=True)
+            outcome = ImageTestOutcome(reg.slug, image, 0, False, error=skip[reg.slug],
+                                       skipped=True)
         else:
             outcome = _run_test(api, reg.slug, reg.endpoint, image)
         if on_event is not None:

@@ -116,8 +116,11 @@ def test_an_empty_team_gives_a_valid_empty_file(tmp_path):
     assert load_config(str(path)).registries == ()
 
 
-SERVICE_ACCOUNT = json.dumps({"type": "service_account", "client_email": "x@p.iam.gserviceaccount.com",
-                              "private_key": "-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n"})
+SERVICE_ACCOUNT = json.dumps({
+    "type": "service_account",
+    "client_email": "x@p.iam.gserviceaccount.com",
+    "private_key": "-----BEGIN PRIVATE KEY-----\nAA\n-----END PRIVATE KEY-----\n",
+})
 
 
 def test_imported_file_validates_and_plans_no_change_but_credentials(sandbox, tmp_path):
