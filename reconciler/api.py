@@ -196,7 +196,8 @@ class VendorAPI:
                       expect=(204,), gone_ok=True)
 
     def test_registry(self, *, image: str, slug: str | None = None, endpoint: str | None = None,
-                      username: str | None = None, password: Secret | None = None) -> PullTestResult:
+                      username: str | None = None,
+                      password: Secret | None = None) -> PullTestResult:
         if not slug and not endpoint:
             raise ValueError("test_registry needs a slug or an endpoint")
         what = f"test image {image!r} of registry {(slug or endpoint)!r}"
@@ -208,7 +209,7 @@ class VendorAPI:
         if password is not None:
             payload["password"] = password.reveal()
         response = self._request("PUT", "/v3/external_registry/test", what=what,
-                                    json_body=payload)
+                                 json_body=payload)
         data = self._json(response, what)
         status = data.get("status")
         if not isinstance(status, int) or isinstance(status, bool):
@@ -226,7 +227,10 @@ class VendorAPI:
             return []
         if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
             raise self._shape(response, what, "'logs' is not a list of objects")
-        return [RegistryLog.from_api(entry) for entry in logs]
+        try:
+            return [RegistryLog.from_api(entry) for entry in logs]
+        except (TypeError, ValueError):  # e.g. a statusCode that is not a number
+            raise self._shape(response, what, "a log entry has a field of the wrong type") from None
 
     # --- one logical call ------------------------------------------------------
 

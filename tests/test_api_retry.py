@@ -82,7 +82,8 @@ def test_a_create_that_landed_but_lost_its_answer_makes_one_registry(sandbox, ap
     assert [r.slug for r in api.list_registries()] == ["acme"]
 
 
-@pytest.mark.parametrize(("action", "status"), [("drop_before", 503), ("error", 503), ("error", 502)])
+@pytest.mark.parametrize(
+    ("action", "status"), [("drop_before", 503), ("error", 503), ("error", 502)])
 def test_a_create_that_did_not_land_is_sent_again_after_listing(sandbox, api, action, status):
     sandbox.faults.add(FaultRule(method="POST", path=CREATE, action=action, status=status))
     assert api.create_registry(write()).slug == "acme"
