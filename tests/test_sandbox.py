@@ -506,6 +506,12 @@ def test_run_serves_until_a_signal_and_stops_cleanly(tmp_path, signum):
     assert "GET /vendor/v3/external_registries 200" in out
     assert out.rstrip().endswith("regsync sandbox: stopped")
     assert stat.S_IMODE((tmp_path / "s.db.key").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "s.db").stat().st_mode) == 0o600
+
+
+def test_an_unusable_db_path_is_a_sandbox_error(tmp_path):
+    with pytest.raises(SandboxError, match="cannot open the sandbox database"):
+        SandboxServer(db=str(tmp_path / "missing-dir" / "s.db"), token="t", key=os.urandom(32))
 
 
 def test_port_in_use_is_a_sandbox_error(sandbox):

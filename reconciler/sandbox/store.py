@@ -153,8 +153,12 @@ class Store:
         self._aead = AESGCM(key)
         self._lock = threading.Lock()
         try:
+            if db != ":memory:" and not db.startswith("file:"):
+                os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))  # new db: owner only
             self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
             self._db.executescript(_SCHEMA)
+        except OSError as exc:
+            raise SandboxError(f"cannot open the sandbox database {db}: {exc.strerror}") from exc
         except sqlite3.Error as exc:
             raise SandboxError(f"cannot open the sandbox database {db}: {exc}") from exc
         self._check_key(db)
