@@ -385,11 +385,11 @@ class VendorAPI:
 
 def _check_origin(origin: str) -> str:
     parts = urlsplit(origin.strip())
+    if "@" in parts.netloc:
+        raise APIError(f"{ORIGIN_VAR} must not carry credentials; the token goes in {TOKEN_VAR}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise APIError(f"{ORIGIN_VAR} must be an http(s) URL such as {DEFAULT_ORIGIN}, "
                        f"not {_clip(origin)!r}")
-    if parts.username or parts.password:
-        raise APIError(f"{ORIGIN_VAR} must not carry credentials; the token goes in {TOKEN_VAR}")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 

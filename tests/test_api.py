@@ -324,3 +324,18 @@ def test_create_with_refused_credentials_is_a_bad_request(api, registry_basic):
     assert "refused the credentials" in str(info.value)
     assert "wrong-password" not in str(info.value)
     assert api.list_registries() == []
+
+
+def test_an_origin_that_is_not_an_http_url_is_refused():
+    for origin in ("ftp://example.com/vendor", "api.replicated.com/vendor",
+                   "https://user:pw@api.replicated.com/vendor", "ftp://u:pw@x"):
+        with pytest.raises(APIError, match="REPLICATED_API_ORIGIN") as info:
+            from_env({"REPLICATED_API_TOKEN": "t", "REPLICATED_API_ORIGIN": origin})
+        assert "pw@" not in str(info.value)
+
+
+def test_a_token_no_header_can_carry_is_refused_without_echoing_it():
+    canary = "CANARY-tok\nen"
+    with pytest.raises(APIAuthError, match="check REPLICATED_API_TOKEN") as info:
+        from_env({"REPLICATED_API_TOKEN": canary})
+    assert "CANARY" not in str(info.value) and "CANARY" not in repr(info.value.args)
