@@ -36,19 +36,79 @@ def schema_dir() -> pathlib.Path:
 
 @functools.cache
 def validator():
-    """The document validator, built once, resolving ``$ref``s from the files only."""
+    """The whole-document validator, as editors see the schema: ``$ref``s resolved from
+    the files only (no retrieval). ``iter_errors`` gives the same errors, faster."""
     from jsonschema import Draft202012Validator
     from referencing import Registry
     from referencing.jsonschema import DRAFT202012
 
-    base = schema_dir()
-    paths = [base / ROOT_SCHEMA, *sorted(base.glob("*.schema.json")), *sorted(base.glob("providers/*.schema.json"))]
-    resources = {}
-    for path in paths:
-        uri = path.relative_to(base).as_posix()
-        resources[uri] = DRAFT202012.create_resource(json.loads(path.read_text(encoding="utf-8")))
+    resources = {uri: DRAFT202012.create_resource(doc) for uri, doc in _load_resources().items()}
     registry = Registry().with_resources(resources.items()).crawl()
     return Draft202012Validator(resources[ROOT_SCHEMA].contents, registry=registry)
+
+
+def _load_resources() -> dict[str, Any]:
+    """Every schema file by its URI relative to the schema directory."""
+    base = schema_dir()
+    paths = [base / ROOT_SCHEMA, *sorted(base.glob("*.schema.json")), *sorted(base.glob("providers/*.schema.json"))]
+    return {p.relative_to(base).as_posix(): json.loads(p.read_text(encoding="utf-8")) for p in paths}
+
+
+def _inline(node: Any, uri: str, resources: dict[str, Any]) -> Any:
+    """``node`` with every ``$ref`` to another file replaced by the schema it names (our
+    files have no recursion), so validating needs no resolver work per instance."""
+    from urllib.parse import urljoin
+
+    if isinstance(node, list):
+        return [_inline(item, uri, resources) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {k: _inline(v, uri, resources) for k, v in node.items() if k != "$id"}
+    ref = node.pop("$ref", None)
+    if ref is None:
+        return node
+    target_uri, _, pointer = urljoin(uri, ref).partition("#")
+    target = resources[target_uri]
+    for part in filter(None, pointer.split("/")):
+        target = target[part]
+    merged = dict(_inline(target, target_uri, resources))
+    merged.update(node)  # annotations beside the $ref (description) win
+    return merged
+
+
+@functools.cache
+def _fast_validators():
+    """(document shell, registry shell, {provider: validator}): the same rules as
+    ``validator()``, split so each entry meets only its provider's schema."""
+    from jsonschema import Draft202012Validator
+
+    resources = _load_resources()
+    root = json.loads(json.dumps(resources[ROOT_SCHEMA]))
+    shell = dict(root["$defs"]["registry"])
+    shell.pop("allOf")
+    root.pop("$defs")
+    root["properties"]["registries"] = {k: v for k, v in root["properties"]["registries"].items() if k != "items"}
+    providers = {
+        name: Draft202012Validator(_inline(resources[f"providers/{name}.schema.json"], f"providers/{name}.schema.json", resources))
+        for name in PROVIDERS
+    }
+    return Draft202012Validator(root), Draft202012Validator(shell), providers
+
+
+def iter_errors(data: Any):
+    """(path, error) for every schema error of ``data``; equivalent to
+    ``validator().iter_errors(data)``, and several times faster on big files."""
+    document, shell, providers = _fast_validators()
+    for error in document.iter_errors(data):
+        yield tuple(error.absolute_path), error
+    registries = data.get("registries") if isinstance(data, dict) else None
+    if not isinstance(registries, list):
+        return
+    for i, entry in enumerate(registries):
+        provider = entry.get("provider") if isinstance(entry, dict) else None
+        chosen = providers.get(provider) if isinstance(provider, str) else None
+        for error in (chosen or shell).iter_errors(entry):
+            yield ("registries", i, *error.absolute_path), error
 
 
 def default_context(ctx: Path) -> str:
@@ -78,8 +138,8 @@ def field_name(rel: Path) -> str:
 def check(doc: Document, *, context: Callable[[Path], str] = default_context, sops: bool = False) -> list[Diagnostic]:
     """Every schema problem of ``doc``, sorted by position, without duplicates."""
     mapper = _Mapper(doc, context, sops)
-    for error in validator().iter_errors(doc.data):
-        mapper.add(error)
+    for path, error in iter_errors(doc.data):
+        mapper.add(path, error)
     return mapper.result()
 
 
@@ -143,8 +203,7 @@ class _Mapper:
                 return PROVIDERS.get(entry.get("provider")) if isinstance(entry.get("provider"), str) else None
         return None
 
-    def add(self, error) -> None:
-        path = tuple(error.absolute_path)
+    def add(self, path: Path, error) -> None:
         kind = error.validator
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:

@@ -360,3 +360,28 @@ def test_the_validator_resolves_refs_from_files_only():
 def test_schema_dir_is_the_repository_schema_in_a_source_checkout():
     assert (schema.schema_dir() / "registries.schema.json").is_file()
     assert sorted(p.stem.split(".")[0] for p in (schema.schema_dir() / "providers").glob("*.json")) == sorted(PROVIDERS)
+
+
+def test_the_per_entry_fast_path_finds_exactly_what_the_document_schema_finds():
+    """validate checks each entry against its provider's schema directly; editors use the
+    whole document schema with if/then. Both must report the same errors."""
+    docs = [
+        {"version": 1, "registries": [{"provider": name, **{"colour": 1, "slug": 5}}] * 2}
+        for name in [*VALID, "nope"]
+    ] + [
+        {"version": 2, "registrys": [], "settings": {"prune": 1, "max_deletes": -1, "ignore": [3]}},
+        {"version": 1, "registries": ["x", {}, {"provider": "gar", "auth_type": "token", "service_account_key": "a"}]},
+        {"version": 1, "registries": [{"provider": "dockerhub", "auth_type": "password", "token": "${X}",
+                                       "app_ids": ["a", "a"], "endpoint": "https://x/y"}]},
+        [], None,
+    ]
+
+    def key(path, error):
+        return (tuple(path), error.validator, json.dumps(error.validator_value, sort_keys=True, default=str))
+
+    for doc in docs:
+        # as sets: for a non-mapping entry the if/then chain repeats "must be a mapping" per branch
+        fast = sorted({key(p, e) for p, e in schema.iter_errors(doc)})
+        full = sorted({key(e.absolute_path, e) for e in schema.validator().iter_errors(doc)})
+        assert fast == full, doc
+        assert fast or doc is None
