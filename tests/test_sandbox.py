@@ -541,3 +541,15 @@ def test_rate_limit_option_parsing():
     for bad in ("10", "0/1", "a/b", "5/0"):
         with pytest.raises(ValueError, match="must be N/SECONDS"):
             parse_rate_limit(bad)
+
+
+def test_saved_credentials_are_never_sent_to_another_endpoint(http, registry_basic):
+    http.post("/external_registry", json=body(slug="mine", endpoint=registry_basic.endpoint,
+                                              username=registry_basic.username,
+                                              password=registry_basic.password))
+    r = http.put("/external_registry/test", json={"slug": "mine", "endpoint": "evil.example.com",
+                                                  "image": "test/hello:v1"})
+    assert r.status_code == 400
+    assert r.json() == {"message": 'endpoint "evil.example.com" is not the endpoint of external registry "mine"'}
+    r = http.put("/external_registry/test", json={"slug": "mine", "image": "test/hello:v1"})
+    assert r.json() == {"status": 200, "error": ""}  # slug alone: the saved endpoint

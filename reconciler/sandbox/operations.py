@@ -207,9 +207,12 @@ def _test(sandbox, slug, body, query):
     else:
         if saved is None:
             return _not_found(slug)
+        if endpoint is not None and endpoint != saved.endpoint:  # never send saved
+            raise BadRequest(  # credentials to a host they were not saved for
+                f'endpoint "{endpoint}" is not the endpoint of external registry "{slug}"'
+            )
         secret = sandbox.store.password(slug)
-        username = saved.username
-        endpoint = endpoint or saved.endpoint
+        username, endpoint = saved.username, saved.endpoint
     from reconciler import oci
 
     try:

@@ -8,6 +8,9 @@ regsync (or the official CLI) at it. Choices where the contract is silent:
   registry cannot be reached at all (the OCI check's status 0), like a gateway would.
 - ``DELETE`` of an unknown slug answers 404 ``{"message"}`` (the contract lists no 404
   for delete; a 404 is what every other by-slug operation answers).
+- The test endpoint takes ``slug`` alone too (providers.md: "endpoint or slug"); with
+  the saved credentials it pulls from the saved endpoint only, and a different
+  ``endpoint`` in the body is a 400 (saved passwords never go to another host).
 - Empty strings in an update body mean "keep", as omitted fields do.
 - ``GET /external_registry/logs`` without ``endpoint`` or ``slug`` is a 400; logs of a
   slug with no entries are ``{"logs": []}``.
