@@ -191,11 +191,15 @@ def _print_change(outcome) -> None:
     elif outcome.status == "failed":
         print(f"{change.slug}: {change.action} FAILED: {outcome.error}")
     else:
-        print(f"{change.slug}: {change.action} skipped")
+        print(f"{change.slug}: {change.action} skipped: {outcome.error}")
     sys.stdout.flush()
 
 
 def _print_test(outcome) -> None:
+    if outcome.skipped:
+        print(f"test {outcome.slug} {outcome.image}: skipped ({outcome.error})")
+        sys.stdout.flush()
+        return
     mark = "ok" if outcome.ok else "FAILED"
     line = f"test {outcome.slug} {outcome.image}: {mark} (upstream status {outcome.status})"
     if not outcome.ok:
@@ -233,7 +237,9 @@ def apply(
 ) -> int:
     """Make the calls the plan names, then run the image tests."""
     from reconciler import workflow
-    from reconciler.apply import ApplyResult, apply_plan, run_image_tests
+    from reconciler.apply import (
+        ApplyResult, apply_plan, run_image_tests, skipped_tests, untestable,
+    )
     from reconciler.state import StateLock
 
     env = os.environ
@@ -243,8 +249,7 @@ def apply(
 
         saved = load_plan(planfile)
         config = Path(saved.config_path)
-        prune = prune or bool(saved.data.get("options", {}).get("prune"))
-        target = target or list(saved.data.get("options", {}).get("targets") or [])
+        prune, target = saved.prune, list(saved.targets)
     elif not auto_approve and not sys.stdin.isatty():
         _err(
             "error: apply needs confirmation, and there is no terminal to ask on: "
@@ -272,11 +277,13 @@ def apply(
             fingerprinter=session.fingerprinter, parallelism=parallelism,
             on_event=_print_change,
         )
-        tests = ()
-        if not skip_tests:
+        slugs = set(target) if target else None
+        if skip_tests:
+            tests = skipped_tests(session.config, reason="--skip-tests", slugs=slugs)
+        else:
             tests = run_image_tests(
-                session.config, api, parallelism=parallelism,
-                slugs=set(target) if target else None, on_event=_print_test,
+                session.config, api, parallelism=parallelism, slugs=slugs,
+                skip=untestable(outcomes), on_event=_print_test,
             )
     result = ApplyResult(changes=tuple(outcomes), tests=tuple(tests))
     if report:
@@ -419,6 +426,10 @@ def sandbox(
         Optional[str], typer.Option(help="N/SECONDS: answer 429 past N calls per SECONDS.", show_default=False)
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the random faults.")] = None,
+    key_file: Annotated[
+        Optional[Path],
+        typer.Option(help="Key for credentials at rest. [default: $REGSYNC_SANDBOX_KEY, else DB.key, made 0600]", show_default=False),
+    ] = None,
 ) -> int:
     """Serve a local stand-in for the Vendor API's external registries."""
     from reconciler.sandbox.server import run
@@ -438,7 +449,8 @@ def sandbox(
         host=host,
         port=port,
         db=str(db),
-        token=token or os.environ.get("REGSYNC_SANDBOX_TOKEN") or "sandbox-token",
+        token=token,
+        key_file=str(key_file) if key_file else None,
         latency_ms=latency_ms,
         fail_before_rate=fail_before_commit,
         lose_after_rate=lose_after_commit,

@@ -188,7 +188,8 @@ def diff(
     for current in remote:
         if current.slug in listed or not in_scope(current.slug):
             continue
-        if settings.ignores(current.slug):
+        if settings.ignores(current.slug) or current.is_replicated:
+            # isReplicated marks a registry Replicated itself provides: never ours to delete.
             ignored.add(current.slug)
         elif prune:
             changes.append(

@@ -68,6 +68,8 @@ class SavedPlan:
     remote_sha256: str
     fingerprints: dict[str, str]
     key_id: str
+    prune: bool = False  # the options the plan was made with, so apply repeats them
+    targets: tuple[str, ...] = ()
 
 
 def save_plan(
@@ -79,6 +81,8 @@ def save_plan(
     remote_sha256: str,
     fingerprints: Mapping[str, str],
     key_id: str,
+    prune: bool = False,
+    targets: Sequence[str] = (),
 ) -> None:
     document = {
         "kind": _KIND,
@@ -88,6 +92,7 @@ def save_plan(
         "remote_sha256": remote_sha256,
         "key_id": key_id,
         "fingerprints": dict(sorted(fingerprints.items())),
+        "options": {"prune": bool(prune), "targets": sorted(targets)},
         "plan": plan.data,
     }
     try:
@@ -121,6 +126,14 @@ def load_plan(path) -> SavedPlan:
         )
     strings = ("config_path", "config_sha256", "remote_sha256", "key_id")
     fps, data = doc.get("fingerprints"), doc.get("plan")
+    options = doc.get("options", {})
+    if (
+        not isinstance(options, dict)
+        or not isinstance(options.get("prune", False), bool)
+        or not isinstance(options.get("targets", []), list)
+        or not all(isinstance(t, str) for t in options.get("targets", []))
+    ):
+        raise PlanError(f"{path}: the plan file is damaged (its options have the wrong type)")
     if (
         any(not isinstance(doc.get(k), str) for k in strings)
         or not isinstance(fps, dict)
@@ -137,6 +150,8 @@ def load_plan(path) -> SavedPlan:
         remote_sha256=doc["remote_sha256"],
         fingerprints=dict(fps),
         key_id=doc["key_id"],
+        prune=options.get("prune", False),
+        targets=tuple(options.get("targets", ())),
     )
 
 

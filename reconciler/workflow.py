@@ -59,11 +59,9 @@ class Session:
     targets: tuple[str, ...]
 
     def fingerprints(self) -> dict[str, str]:
-        return {
-            r.slug: self.fingerprinter.fingerprint(r)
-            for r in self.config.registries
-            if r.secret is not None
-        }
+        from reconciler.planfile import fingerprints
+
+        return fingerprints(self.config, self.fingerprinter)
 
 
 def make_plan(
@@ -87,7 +85,6 @@ def make_plan(
     state_file = Path(state_path) if state_path else default_state_path(config_path)
     state = load_state(state_file)
     fingerprinter = Fingerprinter(state_key(env, token))
-    prune = prune or config.settings.prune
     plan = diff(
         config,
         remote,
@@ -120,6 +117,8 @@ def save_session_plan(session: Session, out: str | os.PathLike) -> None:
         remote_sha256=remote_digest(session.remote),
         fingerprints=session.fingerprints(),
         key_id=session.fingerprinter.key_id,
+        prune=session.prune,
+        targets=session.targets,
     )
 
 
@@ -133,4 +132,5 @@ def check_saved_plan(saved, session: Session) -> None:
         remote_sha256=remote_digest(session.remote),
         fingerprints=session.fingerprints(),
         plan=session.plan,
+        key_id=session.fingerprinter.key_id,
     )

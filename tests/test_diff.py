@@ -268,6 +268,13 @@ def test_ignored_slugs_are_never_touched_whether_listed_or_not():
     assert plan.data["ignored"] == ["vendor-cache", "vendor-mirror"]
 
 
+def test_registries_replicated_provides_are_never_pruned():
+    remote = [have("replicated-proxy", is_replicated=True), have("stale")]
+    plan = diff(config(), remote, State(), FP, prune=True)
+    assert [(c.action, c.slug) for c in plan.changes] == [("delete", "stale")]
+    assert plan.ignored == ("replicated-proxy",)
+
+
 def test_targets_plan_only_those_slugs():
     a, b = want("a", 0), want("b", 1, endpoint="new.example.com")
     remote = [have("b"), have("c"), have("d")]
