@@ -21,10 +21,10 @@ import io
 import json
 import re
 import tarfile
-import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from reconciler.sandbox.serving import ServerThread
 from reconciler.secret import Secret
 
 DEMO_REPOSITORY = "demo/hello"
@@ -106,8 +106,7 @@ class DemoRegistry:
         self.username = username
         self._password = Secret(password)
         self.built = build_image()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     @property
     def endpoint(self) -> str:
@@ -137,19 +136,15 @@ class DemoRegistry:
         return (blob, "application/octet-stream") if blob is not None else None
 
     def start(self) -> DemoRegistry:
-        self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-registry", daemon=True)
-        self._thread.start()
+        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        self._serving = ServerThread(server, name="demo-registry")
+        self.port = self._serving.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
 
     def __enter__(self) -> DemoRegistry:
         return self.start()

@@ -35,6 +35,7 @@ from reconciler.errors import SandboxError
 from reconciler.sandbox.faults import Faults, Stats, format_retry_after
 from reconciler.sandbox.operations import HANDLERS, BadRequest, forbidden
 from reconciler.sandbox.store import Store
+from reconciler.sandbox.serving import ServerThread
 
 API_PREFIX = "/vendor/v3"
 CONTROL_PREFIX = "/_sandbox/"
@@ -268,8 +269,7 @@ class SandboxServer:
         self.out = out
         self._out_lock = threading.Lock()
         self.store = Store(db=db, key=key)
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._serving: ServerThread | None = None
 
     @property
     def origin(self) -> str:
@@ -284,26 +284,20 @@ class SandboxServer:
     def start(self) -> SandboxServer:
         handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
         try:
-            self._server = _Server((self.host, self.port), handler)
+            server = _Server((self.host, self.port), handler)
         except OSError as exc:
             self.store.close()
             raise SandboxError(
                 f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc}"
             ) from exc
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-            name="regsync-sandbox", daemon=True,
-        )
-        self._thread.start()
+        self._serving = ServerThread(server, name="regsync-sandbox")
+        self.port = self._serving.port
         return self
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join(timeout=5)
-            self._server = None
+        if self._serving is not None:
+            self._serving.stop()
+            self._serving = None
         self.store.close()
 
     def reset(self) -> None:
