@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
-
 
 class Secret:
     """Holds a credential. Only ``reveal()`` gives the value, and only the code
@@ -33,6 +31,8 @@ class Secret:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Secret):
             return NotImplemented
+        import hmac  # here, not at the top: it loads OpenSSL (~4 ms) that validate never needs
+
         return hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
