@@ -23,6 +23,17 @@ _HEAD = {
 }
 
 
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped, so a value from the API (a username,
+    an endpoint) cannot move the cursor or recolour the terminal."""
+    if not any(ord(ch) in _CONTROL for ch in text):
+        return text
+    return "".join(f"\\x{ord(ch):02x}" if ord(ch) in _CONTROL else ch for ch in text)
+
+
 def _value(name: str, value: object) -> str:
     if name == "appIds":
         return "[" + ", ".join(value) + "]" if value else "(all apps)"
@@ -55,7 +66,7 @@ def _change_lines(change: Change) -> list[tuple[str, str]]:
 
 
 def _banner(message: str) -> list[str]:
-    lines = textwrap.wrap(f"Warning: {message}", width=BANNER_WIDTH - 4) or [""]
+    lines = textwrap.wrap(printable(f"Warning: {message}"), width=BANNER_WIDTH - 4) or [""]
     rule = "+" + "-" * (BANNER_WIDTH - 2) + "+"
     return [rule, *(f"| {line:<{BANNER_WIDTH - 4}} |" for line in lines), rule]
 
@@ -79,7 +90,7 @@ def _body_lines(plan: Plan) -> list[tuple[str, str]]:
     if plan.ignored:
         lines.append(("", "Ignored (settings.ignore): " + ", ".join(plan.ignored)))
         lines.append(("", ""))
-    return lines
+    return [(colour, printable(line)) for colour, line in lines]
 
 
 def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:

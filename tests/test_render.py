@@ -249,3 +249,17 @@ def test_no_rendering_shows_a_secret_or_a_fingerprint():
         for rendered in (text(plan), text(plan, color=True), markdown(plan), as_json(plan)):
             assert CANARY not in rendered
             assert "hmac-sha256" not in rendered
+
+
+def test_control_characters_from_the_api_cannot_reach_the_terminal():
+    desired = want("acme-hub", username="acme")
+    remote = [have("acme-hub", username="evil\x1b[2J\x1b[31m"), have("x\x07y", provider="quay")]
+    plan = diff(Config(path="r.yaml", settings=Settings(), registries=(desired,)), remote,
+                State(), FP, prune=False)
+    for render in (lambda s: render_text(plan, s, color=False), lambda s: render_markdown(plan, s)):
+        out = io.StringIO()
+        render(out)
+        text = out.getvalue()
+        assert "\x1b" not in text and "\x07" not in text
+        assert "evil\\x1b[2J\\x1b[31m -> acme" in text
+        assert "x\\x07y (quay)" in text
