@@ -13,8 +13,10 @@ import difflib
 import functools
 import json
 import pathlib
+import re
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urljoin
 
 from reconciler.errors import Diagnostic
 from reconciler.providers import PROVIDERS, SECRET_FIELDS
@@ -59,8 +61,6 @@ def _load_resources() -> dict[str, Any]:
 def _inline(node: Any, uri: str, resources: dict[str, Any]) -> Any:
     """``node`` with every ``$ref`` to another file replaced by the schema it names (our
     files have no recursion), so validating needs no resolver work per instance."""
-    from urllib.parse import urljoin
-
     if isinstance(node, list):
         return [_inline(item, uri, resources) for item in node]
     if not isinstance(node, dict):
@@ -87,35 +87,37 @@ _TYPES = {"string": str, "object": dict, "array": list, "boolean": bool, "null":
 
 
 def _quick_check(node: Any) -> Callable[[Any], bool]:
-    """A predicate that is True exactly when ``node`` (a schema without ``$ref``s) accepts
-    the instance; it raises ``_Unsure`` where jsonschema's finer rules matter (1.0 as an
-    integer, non-string enums), and ``KeyError`` here for a keyword it does not know.
-    Speed: jsonschema (a validator object per keyword and value, ~45 us an entry) then
-    runs only on the entries this rejects, to report their errors."""
+    """A predicate, True exactly when ``node`` (a schema without ``$ref``s) accepts the
+    instance. It raises ``_Unsure`` where jsonschema's finer rules matter (1.0 as an integer),
+    and ``KeyError`` here for a keyword it does not know. Speed: jsonschema (a validator
+    object per keyword and value, ~45 us an entry) then runs only on entries this rejects."""
     if node is True or node is False:
         return lambda instance: node
     checks = [_keyword_check(k, v, node) for k, v in node.items() if k not in _ANNOTATIONS]
     checks = [check for check in checks if check is not None]
-    return lambda instance: all(check(instance) for check in checks)
+
+    def accepts(instance: Any) -> bool:
+        for check in checks:  # a loop, not all(generator): this runs per value
+            if not check(instance):
+                return False
+        return True
+
+    return accepts
 
 
 def _keyword_check(key: str, value: Any, node: dict) -> Callable[[Any], bool] | None:
-    import re
-
     if key == "type":
         names = [value] if isinstance(value, str) else value
         if not set(names) <= {*_TYPES, "integer", "number"}:
             raise KeyError(value)
+        if len(names) == 1 and names[0] in _TYPES:
+            return lambda i, cls=_TYPES[names[0]]: isinstance(i, cls)
         return lambda i: any(_is_type(i, name) for name in names)
     if key in ("const", "enum"):
         allowed = [value] if key == "const" else value
-
-        def one_of(i):
-            if not isinstance(i, str) or not all(isinstance(v, str) for v in allowed):
-                raise _Unsure
-            return i in allowed
-
-        return one_of
+        if not all(isinstance(v, str) for v in allowed):  # jsonschema's rules for 1 == 1.0 != true
+            raise KeyError(key)
+        return lambda i: i in allowed  # exact: jsonschema compares with a string by ==
     if key == "pattern":
         regex = re.compile(value)
         return lambda i: not isinstance(i, str) or regex.search(i) is not None
@@ -127,7 +129,7 @@ def _keyword_check(key: str, value: Any, node: dict) -> Callable[[Any], bool] | 
         return lambda i: not isinstance(i, dict) or all(name in i for name in value)
     if key == "properties":
         subs = {name: _quick_check(sub) for name, sub in value.items()}
-        return lambda i: not isinstance(i, dict) or all(subs[k](i[k]) for k in subs.keys() & i)
+        return lambda i: not isinstance(i, dict) or all(subs[k](i[k]) for k in i if k in subs)
     if key == "additionalProperties" and value is False and "patternProperties" not in node:
         known = set(node.get("properties", ()))
         return lambda i: not isinstance(i, dict) or i.keys() <= known
@@ -135,14 +137,7 @@ def _keyword_check(key: str, value: Any, node: dict) -> Callable[[Any], bool] | 
         sub = _quick_check(value)
         return lambda i: not isinstance(i, list) or all(sub(item) for item in i)
     if key == "uniqueItems":
-        def unique(i):
-            if not value or not isinstance(i, list):
-                return True
-            if not all(isinstance(item, str) for item in i):
-                raise _Unsure
-            return len(set(i)) == len(i)
-
-        return unique
+        return _unique_strings if value else None
     if key == "allOf":
         subs = [_quick_check(sub) for sub in value]
         return lambda i: all(sub(i) for sub in subs)
@@ -157,6 +152,12 @@ def _keyword_check(key: str, value: Any, node: dict) -> Callable[[Any], bool] | 
     if key in ("then", "else"):
         return None  # part of "if"
     raise KeyError(key)
+
+
+def _unique_strings(instance: Any) -> bool:
+    if isinstance(instance, list) and not all(isinstance(item, str) for item in instance):
+        raise _Unsure  # jsonschema's equality rules for other values
+    return not isinstance(instance, list) or len(set(instance)) == len(instance)
 
 
 def _is_type(instance: Any, name: str) -> bool:
