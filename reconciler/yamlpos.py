@@ -190,7 +190,8 @@ class _Builder:
                     if key not in seen and key not in result:
                         result[key] = value
         self.doc.values[path] = _pos(node)
-        for key, key_node, value_node in explicit:
-            self.doc.keys[path + (key,)] = _pos(key_node)
-            result[key] = self.build(value_node, path + (key,), depth + 1)
+        for key, _, value_node in explicit:
+            key_path = path + (key,)
+            self.doc.keys[key_path] = seen[key]  # the key's position, noted above
+            result[key] = self.build(value_node, key_path, depth + 1)
         return result
