@@ -13,7 +13,7 @@ regsync requires a tag or a digest: a test must name exactly what should be pull
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 _COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
 _DOMAIN_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -29,8 +29,7 @@ class InvalidImageRef(ValueError):
     """The text is not an image reference regsync accepts; ``str()`` says why."""
 
 
-@dataclass(frozen=True)
-class ImageRef:
+class ImageRef(NamedTuple):  # not a frozen dataclass: defining one costs ~0.8 ms per run
     name: str  # including the domain when one was written
     tag: str | None = None
     digest: str | None = None
