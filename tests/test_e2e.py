@@ -304,3 +304,32 @@ def test_validate_and_help_do_not_import_httpx_or_deepdiff(project, registry_bas
         capture_output=True, text=True, timeout=60,
     )
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_change_made_outside_regsync_is_caught_and_undone(project, registry_basic):
+    project.write(base_config(registry_basic))
+    project.regsync("apply", "--auto-approve", "--skip-tests", expect=0)
+    # Someone rotates the Docker Hub token in the Portal: the API never shows passwords.
+    httpx.put(
+        project.env["REPLICATED_API_ORIGIN"] + "/v3/external_registry/dockerhub-acme",
+        headers={"Authorization": project.env["REPLICATED_API_TOKEN"]},
+        json={"password": "set-in-the-portal", "skipValidation": True},
+        timeout=5,
+    ).raise_for_status()
+
+    plan = project.regsync("plan", "--detailed-exitcode", expect=2)
+    assert "changed outside regsync" in plan.stdout
+    assert "Plan: 0 to add, 1 to change, 0 to destroy." in plan.stdout
+    applied = project.regsync("apply", "--auto-approve", "--skip-tests", expect=0)
+    assert "Apply complete: 0 added, 1 changed, 0 destroyed" in applied.stdout
+    project.regsync("plan", "--detailed-exitcode", expect=0)
+
+
+def test_a_second_apply_waits_for_the_lock_then_fails_clearly(project, registry_basic):
+    from reconciler.state import StateLock
+
+    project.write(base_config(registry_basic))
+    with StateLock(project.state):
+        proc = project.regsync("apply", "--auto-approve", "--skip-tests", expect=1)
+    assert "locked" in proc.stderr
+    assert project.remote() == {}
