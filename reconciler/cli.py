@@ -248,6 +248,11 @@ def apply(
     if planfile is not None:
         from reconciler.planfile import load_plan
 
+        if target or prune:
+            raise typer.BadParameter(
+                "a saved plan carries the --target/--prune it was made with; "
+                "give them to `regsync plan`, not to apply", param_hint="PLANFILE",
+            )
         saved = load_plan(planfile)
         config = Path(saved.config_path)
         prune, target = saved.prune, list(saved.targets)
@@ -267,12 +272,13 @@ def apply(
         _print_warnings(session.config)
         if saved is not None:
             workflow.check_saved_plan(saved, session)
-        if session.plan.has_changes and saved is None:
+        if saved is None:
             _render_plan(session.plan, PlanFormat.text, sys.stdout)
-            if not auto_approve and not _confirm(session.plan):
+        session.plan.raise_if_unsafe(force=force)  # before asking: a refusal asks nothing
+        if session.plan.has_changes and saved is None and not auto_approve:
+            if not _confirm(session.plan):
                 _err("Apply cancelled; nothing was changed.")
                 return EXIT_ERROR
-        session.plan.raise_if_unsafe(force=force)
         outcomes = apply_plan(
             session.plan, api, state=session.state, state_path=session.state_path,
             fingerprinter=session.fingerprinter, parallelism=parallelism,

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
 from pathlib import Path
 
@@ -333,3 +334,52 @@ def test_a_second_apply_waits_for_the_lock_then_fails_clearly(project, registry_
         proc = project.regsync("apply", "--auto-approve", "--skip-tests", expect=1)
     assert "locked" in proc.stderr
     assert project.remote() == {}
+
+
+def test_a_saved_plan_takes_no_target_or_prune_of_its_own(project, registry_basic):
+    project.write(base_config(registry_basic))
+    project.regsync("plan", "--out", "p.plan", expect=0)
+    proc = project.regsync("apply", "p.plan", "--prune", expect=1)
+    assert "a saved plan carries the --target/--prune it was made with" in proc.stderr
+    assert project.remote() == {}
+
+
+def test_apply_on_a_terminal_shows_the_plan_and_asks(project, registry_basic, tmp_path):
+    """Typed answers through a real pseudo-terminal: only 'yes' applies."""
+    import pty
+
+    project.write(base_config(registry_basic))
+
+    def on_a_terminal(answer: str) -> str:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: regsync with the pty as its terminal
+            os.chdir(project.dir)
+            os.execve(sys.executable, [sys.executable, "-m", "reconciler", "apply", "--skip-tests"],
+                      project.env)
+        out = b""
+        sent = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if not sent and b"Enter a value:" in out:
+                os.write(fd, answer.encode() + b"\n")
+                sent = True
+        os.waitpid(pid, 0)
+        os.close(fd)
+        return out.decode(errors="replace")
+
+    declined = on_a_terminal("no")
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in declined
+    assert "Apply cancelled; nothing was changed." in declined
+    assert project.remote() == {}
+
+    accepted = on_a_terminal("yes")
+    assert "Apply complete: 3 added, 0 changed, 0 destroyed" in accepted
+    assert len(project.remote()) == 3
+    project.outputs.extend([declined, accepted])
