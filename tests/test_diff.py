@@ -5,49 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import uuid
 
 import pytest
 
 from reconciler.diff import diff
 from reconciler.errors import PlanError
-from reconciler.model import Config, DesiredRegistry, RemoteRegistry, SecretRef, Settings
+from reconciler.model import Config, Settings
 from reconciler.plan import FieldChange
 from reconciler.secret import Secret
 from reconciler.state import Fingerprinter, RegistryState, State
 
-CANARY = f"CANARY-{uuid.uuid4()}"
-FP = Fingerprinter(b"test-key")
-T0 = "2026-01-01T00:00:00Z"
-
-
-def want(slug, index=0, *, secret=CANARY, **kw) -> DesiredRegistry:
-    values = dict(
-        provider="dockerhub",
-        endpoint="index.docker.io",
-        auth_type="password",
-        username="acme",
-    )
-    values.update(kw)
-    return DesiredRegistry(
-        index=index,
-        slug=slug,
-        secret_ref=SecretRef("password", env_var="HUB_PASSWORD"),
-        secret=Secret(secret) if secret is not None else None,
-        **values,
-    )
-
-
-def have(slug, **kw) -> RemoteRegistry:
-    values = dict(
-        provider="dockerhub",
-        endpoint="index.docker.io",
-        auth_type="password",
-        username="acme",
-        updated_at=T0,
-    )
-    values.update(kw)
-    return RemoteRegistry(slug=slug, **values)
+from tests.builders import CANARY, FP, T0, have, want
 
 
 def config(*registries, **settings) -> Config:

@@ -4,33 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
 
 from reconciler.diff import diff
-from reconciler.model import Config, DesiredRegistry, RemoteRegistry, SecretRef, Settings
+from reconciler.model import Config, Settings
 from reconciler.plan import Plan
 from reconciler.render import render_json, render_markdown, render_text
-from reconciler.secret import Secret
-from reconciler.state import Fingerprinter, RegistryState, State
+from reconciler.state import RegistryState, State
 
-CANARY = f"CANARY-{uuid.uuid4()}"
-FP = Fingerprinter(b"test-key")
-T0 = "2026-01-01T00:00:00Z"
-
-
-def want(slug, index=0, secret=CANARY, **kw) -> DesiredRegistry:
-    values = dict(provider="dockerhub", endpoint="index.docker.io", auth_type="password",
-                  username="acme")
-    values.update(kw)
-    return DesiredRegistry(index=index, slug=slug, secret=Secret(secret),
-                           secret_ref=SecretRef("password", env_var="PW"), **values)
-
-
-def have(slug, **kw) -> RemoteRegistry:
-    values = dict(provider="dockerhub", endpoint="index.docker.io", auth_type="password",
-                  username="acme", updated_at=T0)
-    values.update(kw)
-    return RemoteRegistry(slug=slug, **values)
+from tests.builders import CANARY, FP, T0, have, want
 
 
 def small_plan(*, prune=True, max_deletes=1) -> Plan:
