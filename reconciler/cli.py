@@ -397,15 +397,18 @@ def list_registries(
         ]
         print(json.dumps(rows, indent=2))
         return EXIT_OK
+    from reconciler.render import printable
+
     header = ("SLUG", "PROVIDER", "ENDPOINT", "AUTH", "USERNAME", "APPS", "LAST USED")
     rows = [
-        (r.slug, r.provider, r.endpoint, r.auth_type, r.username,
-         ",".join(r.app_ids) or "all", r.last_used_at or "never")
+        tuple(printable(str(v)) for v in (
+            r.slug, r.provider, r.endpoint, r.auth_type, r.username,
+            ",".join(r.app_ids) or "all", r.last_used_at or "never"))
         for r in sorted(remote, key=lambda r: r.slug)
     ]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
     for row in (header, *rows):
-        print("  ".join(str(v).ljust(w) for v, w in zip(row, widths)).rstrip())
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
     if not rows:
         _err("The team has no external registries.")
     return EXIT_OK

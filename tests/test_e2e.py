@@ -13,7 +13,6 @@ import sys
 import textwrap
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
