@@ -117,7 +117,7 @@ def main() -> int:
             kind = "Debian's docker-registry"
         else:
             registry = DemoRegistry(username=USER, password=password).start()
-            kind = "regsync's read-only demo registry (docker-registry is not installed)"
+            kind = "regsync's read-only demo registry: docker-registry is not installed"
         started.append(registry)
         print(f"demo: private registry ({kind}) at {registry.endpoint} holding {registry.image}")
 
