@@ -222,6 +222,15 @@ def _semantic(doc: yamlpos.Document, labels: Labels, sops: bool) -> list[Diagnos
     return out
 
 
+def env_problem(value: str | None) -> str | None:
+    """What is wrong with an environment variable's value for a secret, or None."""
+    if value is None:
+        return "is not set"
+    if not value.strip():
+        return "is empty"
+    return None
+
+
 def _env_diagnostics(doc: yamlpos.Document, labels: Labels, env: Mapping[str, str]) -> list[Diagnostic]:
     out = []
     registries = doc.data.get("registries") if isinstance(doc.data, dict) else None
@@ -235,12 +244,8 @@ def _env_diagnostics(doc: yamlpos.Document, labels: Labels, env: Mapping[str, st
             if not match:
                 continue
             var = match.group(1)
-            current = env.get(var)
-            if current is None:
-                problem = "is not set"
-            elif not current.strip():
-                problem = "is empty"
-            else:
+            problem = env_problem(env.get(var))
+            if problem is None:
                 continue
             line, col = doc.value_pos(("registries", i, name))
             out.append(
@@ -270,6 +275,7 @@ def _build(doc: yamlpos.Document, sops: bool, warnings: tuple) -> Config:
             field=mode.secret_field,
             env_var=match.group(1) if match else None,
             encrypted=match is None,
+            position=Position(doc.file, *doc.value_pos(("registries", i, mode.secret_field))),
         )
         line, col = doc.value_pos(("registries", i))
         app_ids = entry.get("app_ids")

@@ -27,6 +27,7 @@ class SecretRef:
     field: str  # the YAML field: password | token | secret_access_key | service_account_key
     env_var: str | None = None
     encrypted: bool = False
+    position: Position | None = field(default=None, compare=False)  # of the value, for errors
 
     def describe(self) -> str:
         if self.env_var:

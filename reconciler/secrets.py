@@ -16,7 +16,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 
-from reconciler.config import ENV_REF
+from reconciler.config import ENV_REF, env_problem
 from reconciler.errors import SecretError
 from reconciler.model import Config, DesiredRegistry
 from reconciler.providers import PROVIDERS
@@ -39,32 +39,40 @@ def resolve_secrets(config: Config, *, env: Mapping[str, str], sops_timeout: flo
     resolved: list[DesiredRegistry] = []
     for registry in config.registries:
         ref = registry.secret_ref
+        where = _where(config, registry)
         var = ref.env_var
         if not var:
             value = _decrypted_value(decrypted, registry)
             if value is None:
-                problems.append(f"{registry.label}: {ref.field} is not a string after sops decryption")
+                problems.append(f"{where}{ref.field} is not a string after sops decryption")
                 continue
             match = ENV_REF.match(value)  # an encrypted ${VAR} still names a variable
             var = match.group(1) if match else None
         if var:
             value = env.get(var)
-            if value is None or not value.strip():
-                state = "not set" if value is None else "empty"
-                problems.append(f"{var} is {state} ({registry.label}, field {ref.field})")
+            problem = env_problem(value)
+            if problem:
+                problems.append(f"{where}{ref.field}: environment variable {var} {problem}")
                 continue
         problem = _service_account_problem(registry, value)
         if problem:
-            problems.append(problem)
+            problems.append(f"{where}{problem}")
             continue
         resolved.append(dataclasses.replace(registry, secret=Secret(value)))
     if problems:
         if len(problems) == 1:
-            raise SecretError(f"{config.path}: secret not available: {problems[0]}")
+            raise SecretError(problems[0])
         raise SecretError(
-            f"{config.path}: {len(problems)} secrets not available:\n" + "\n".join(f"  {p}" for p in problems)
+            f"{len(problems)} secrets not available:\n" + "\n".join(f"  {p}" for p in problems)
         )
     return dataclasses.replace(config, registries=tuple(resolved))
+
+
+def _where(config: Config, registry: DesiredRegistry) -> str:
+    """``FILE:LINE:COL: registries[2] (dockerhub "acme"): `` for a registry's secret field."""
+    pos = registry.secret_ref.position
+    at = f"{pos.file}:{pos.line}:{pos.col}" if pos else config.path
+    return f"{at}: {registry.label}: "
 
 
 def _decrypted_value(decrypted, registry: DesiredRegistry) -> str | None:
@@ -99,7 +107,7 @@ def _service_account_problem(registry: DesiredRegistry, value: str) -> str | Non
     del key
     if reason is None:
         return None
-    return f"{registry.label}: service_account_key from {source} is not a service-account key: {reason}; {expected}"
+    return f"service_account_key from {source} is not a service-account key: {reason}; {expected}"
 
 
 def sops_binary(env: Mapping[str, str]) -> str:

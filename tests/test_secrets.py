@@ -84,10 +84,13 @@ def test_every_missing_variable_is_reported_at_once(workdir):
     with pytest.raises(SecretError) as info:
         resolve_secrets(config, env={"QUAY_PW": " \t", "GAR_KEY": ""})
     assert str(info.value) == (
-        "registries.yaml: 3 secrets not available:\n"
-        '  GH_TOKEN is not set (registries[0] (ghcr "ghcr.io"), field token)\n'
-        '  QUAY_PW is empty (registries[1] (quay "quay.io"), field password)\n'
-        '  GAR_KEY is empty (registries[2] (gar "us-east1-docker.pkg.dev"), field service_account_key)'
+        "3 secrets not available:\n"
+        '  registries.yaml:5:12: registries[0] (ghcr "ghcr.io"): token: '
+        "environment variable GH_TOKEN is not set\n"
+        '  registries.yaml:8:15: registries[1] (quay "quay.io"): password: '
+        "environment variable QUAY_PW is empty\n"
+        '  registries.yaml:12:26: registries[2] (gar "us-east1-docker.pkg.dev"): '
+        "service_account_key: environment variable GAR_KEY is empty"
     )
 
 
@@ -96,8 +99,8 @@ def test_one_missing_variable_is_one_line(workdir):
     with pytest.raises(SecretError) as info:
         resolve_secrets(config, env={"GH_TOKEN": CANARY, "QUAY_PW": CANARY})
     assert str(info.value) == (
-        "registries.yaml: secret not available: GAR_KEY is not set "
-        '(registries[2] (gar "us-east1-docker.pkg.dev"), field service_account_key)'
+        'registries.yaml:12:26: registries[2] (gar "us-east1-docker.pkg.dev"): '
+        "service_account_key: environment variable GAR_KEY is not set"
     )
     assert CANARY not in everything_shown(info.value)
 
@@ -117,7 +120,7 @@ def test_a_key_that_is_not_a_service_account_key_is_refused(workdir, key, reason
     with pytest.raises(SecretError) as info:
         resolve_secrets(config, env={"GH_TOKEN": "t", "QUAY_PW": "p", "GAR_KEY": key})
     assert str(info.value) == (
-        'registries.yaml: secret not available: registries[2] (gar "us-east1-docker.pkg.dev"): '
+        'registries.yaml:12:26: registries[2] (gar "us-east1-docker.pkg.dev"): '
         f"service_account_key from ${{GAR_KEY}} is not a service-account key: {reason}; expected the JSON key "
         'file of a service account ("type": "service_account", client_email, private_key)'
     )
@@ -291,7 +294,7 @@ def test_decrypted_key_that_is_not_a_service_account(workdir, base_env, age_key)
     with pytest.raises(SecretError) as info:
         resolve_secrets(config, env={**base_env, "SOPS_AGE_KEY_FILE": key_file, "QUAY_PW": "x"})
     assert str(info.value) == (
-        'registries.yaml: secret not available: registries[2] (gar "us-east1-docker.pkg.dev"): '
+        'registries.yaml:14:28: registries[2] (gar "us-east1-docker.pkg.dev"): '
         'service_account_key from sops-encrypted value is not a service-account key: "type" is not '
         '"service_account"; expected the JSON key file of a service account ("type": "service_account", '
         "client_email, private_key)"
