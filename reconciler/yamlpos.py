@@ -34,6 +34,8 @@ _PLAIN_TAGS = {
     _TIMESTAMP,
 }
 _MAX_DEPTH = 64
+_MAX_VALUES = 1_000_000  # aliases can expand a small file exponentially ("billion laughs")
+_RECURSIVE = "the document nests too deeply: an alias is used inside the node it names (recursive alias)"
 
 
 @dataclass
@@ -88,7 +90,12 @@ def load(text: str, file: str) -> Document:
             return doc
         problems: list[Diagnostic] = []
         builder = _Builder(loader, doc, problems)
-        doc.data = builder.build(node, (), 0)
+        try:
+            doc.data = builder.build(node, (), 0)
+        except _TooBig as exc:
+            line, col = _pos(exc.node)
+            message = f"the document expands to more than {_MAX_VALUES:,} values through its aliases; write it out plainly"
+            raise YamlError([Diagnostic(file, line, col, "", message)]) from None
         if problems:
             raise YamlError(sorted(problems, key=lambda d: (d.line, d.col)))
         return doc
@@ -121,11 +128,18 @@ def _syntax_diagnostic(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
     return Diagnostic(file, line, col, "", message)
 
 
+class _TooBig(Exception):
+    def __init__(self, node):
+        self.node = node
+
+
 class _Builder:
     def __init__(self, loader, doc: Document, problems: list[Diagnostic]):
         self.loader = loader
         self.doc = doc
         self.problems = problems
+        self.active: set[int] = set()  # ids of the collection nodes being built (a path)
+        self.count = 0
 
     def _problem(self, node, message: str) -> None:
         line, col = _pos(node)
@@ -133,17 +147,27 @@ class _Builder:
 
     def build(self, node, path: Path, depth: int) -> Any:
         self.doc.values[path] = _pos(node)
+        self.count += 1
+        if self.count > _MAX_VALUES:
+            raise _TooBig(node)
         if depth > _MAX_DEPTH:
             self._problem(node, "the document nests too deeply (recursive alias?)")
             return None
         if isinstance(node, ScalarNode):
             return self._scalar(node)
-        if isinstance(node, SequenceNode):
-            if node.tag != "tag:yaml.org,2002:seq":
-                self._problem(node, f"unsupported YAML tag {node.tag}; write plain YAML")
-            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode):
-            return self._mapping(node, path, depth)
+        if id(node) in self.active:
+            self._problem(node, _RECURSIVE)
+            return None
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                if node.tag != "tag:yaml.org,2002:seq":
+                    self._problem(node, f"unsupported YAML tag {node.tag}; write plain YAML")
+                return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+            if isinstance(node, MappingNode):
+                return self._mapping(node, path, depth)
+        finally:
+            self.active.discard(id(node))
         self._problem(node, "unsupported YAML node")  # pragma: no cover - yaml has no others
         return None
 
@@ -156,6 +180,9 @@ class _Builder:
         try:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError:
+            return node.value
+        except ValueError:  # an integer past Python's 4300-digit limit for int(str)
+            self._problem(node, f"the number is too long ({len(node.value)} characters); write a smaller one")
             return node.value
 
     def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict:
@@ -185,7 +212,14 @@ class _Builder:
                 if not isinstance(source, MappingNode):
                     self._problem(merge, "a YAML merge (<<) takes a mapping or a list of mappings")
                     continue
-                merged = self._mapping(source, path, depth + 1)
+                if id(source) in self.active:
+                    self._problem(merge, _RECURSIVE)
+                    continue
+                self.active.add(id(source))
+                try:
+                    merged = self._mapping(source, path, depth + 1)
+                finally:
+                    self.active.discard(id(source))
                 for key, value in merged.items():
                     if key not in seen and key not in result:
                         result[key] = value

@@ -96,3 +96,36 @@ def test_recursive_alias_does_not_hang():
 
 def test_empty_document_is_none():
     assert load("# only a comment\n").data is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a: &x\n  <<: *x\n",  # a mapping merged into itself
+        "registries:\n  - &e\n    <<: [*e]\n    provider: ghcr\n",
+        "a: &x [*x, *x, *x, *x]\n",  # without cycle detection: 4**64 values before the depth limit
+        "a: &x {b: *x, c: *x}\n",
+    ],
+)
+def test_recursive_aliases_and_merges_are_one_problem_not_a_crash_or_a_hang(text):
+    msgs = problems(text)
+    assert msgs and all("recursive alias" in m for m in msgs)
+
+
+def test_alias_expansion_bomb_is_refused_quickly():
+    text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    for n in "bcdefghi":  # 10**9 values once expanded
+        prev = chr(ord(n) - 1)
+        text += f"{n}: &{n} [" + ", ".join([f"*{prev}"] * 10) + "]\n"
+    msgs = problems(text)
+    assert len(msgs) == 1 and "expands to more than 1,000,000 values through its aliases" in msgs[0]
+
+
+def test_a_number_too_long_for_python_is_a_problem_not_a_crash():
+    msgs = problems("version: 1\nsettings:\n  max_deletes: " + "9" * 5000 + "\n")
+    assert msgs == ["r.yaml:3:16: the number is too long (5000 characters); write a smaller one"]
+
+
+def test_an_alias_used_twice_side_by_side_is_not_recursive():
+    doc = load("base: &b {u: x}\nr: [*b, *b, {<<: *b}, {<<: [*b, *b]}]\n")
+    assert doc.data["r"] == [{"u": "x"}] * 4
