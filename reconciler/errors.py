@@ -47,8 +47,14 @@ class Diagnostic:
         where = f"{self.file}:{self.line}:{self.col}"
         prefix = "warning: " if self.severity == "warning" else ""
         if self.context:
-            return f"{where}: {prefix}{self.context}: {self.message}"
-        return f"{where}: {prefix}{self.message}"
+            text = f"{where}: {prefix}{self.context}: {self.message}"
+        else:
+            text = f"{where}: {prefix}{self.message}"
+        if text.isprintable():
+            return text
+        # One line each, and no terminal escapes: a slug or key from the file may hold
+        # a line break ("slug: |") or control characters.
+        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class RegsyncError(Exception):

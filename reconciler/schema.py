@@ -55,7 +55,24 @@ def _load_resources() -> dict[str, Any]:
     do not modify it)."""
     base = schema_dir()
     paths = [base / ROOT_SCHEMA, *sorted(base.glob("*.schema.json")), *sorted(base.glob("providers/*.schema.json"))]
-    return {p.relative_to(base).as_posix(): json.loads(p.read_text(encoding="utf-8")) for p in paths}
+    return {
+        p.relative_to(base).as_posix(): _python_patterns(json.loads(p.read_text(encoding="utf-8"))) for p in paths
+    }
+
+
+def _python_patterns(node: Any) -> Any:
+    """The schema with each ``pattern``'s final ``$`` made ``\\Z``: in the schemas' dialect
+    (ECMA 262, what editors use) ``$`` ends the string, but Python's also matches before a
+    final newline, so ``slug: |`` (a block scalar, "abc\\n") would pass ``validate``."""
+    if isinstance(node, list):
+        return [_python_patterns(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _python_patterns(v) for k, v in node.items()}
+    pattern = out.get("pattern")
+    if isinstance(pattern, str) and pattern.endswith("$") and not pattern.endswith("\\$"):
+        out["pattern"] = pattern[:-1] + "\\Z"
+    return out
 
 
 def _inline(node: Any, uri: str, resources: dict[str, Any]) -> Any:
@@ -297,6 +314,9 @@ def _quote(value: Any) -> str:
     return json.dumps(value) if isinstance(value, (str, int, float, bool)) or value is None else _kind(value)
 
 
+_SECRET_FORM = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|ENC\[.+\]")
+
+
 def _suggest(word: str, choices) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f'; did you mean "{close[0]}"?' if close else ""
@@ -445,6 +465,11 @@ class _Mapper:
     def _secret_message(self, name: str, value: str) -> str:
         if not value.strip():
             return f"{name} is empty; write {name}: ${{VARIABLE}} (read from the environment) or encrypt the file with sops"
+        if value != value.strip() and _SECRET_FORM.fullmatch(value.strip()):
+            return (
+                f"{name} has a line break or spaces around its value (from | or quotes?); "
+                f"write {name}: ${{VARIABLE}} on one line"
+            )
         if value.startswith("$"):
             return (
                 f"{name} must be ${{VARIABLE}}, the name made of letters, digits and _ "

@@ -207,3 +207,31 @@ def test_example_file_is_valid():
     assert sorted({r.provider for r in config.registries}) == sorted(
         ["ecr", "dockerhub", "ghcr", "gar", "gcr", "quay", "nexus", "other"]
     )
+
+
+def test_a_block_scalar_line_break_is_not_a_valid_slug_endpoint_or_secret(write):
+    # `slug: |` keeps its final newline; Python's `$` matched before it, so validate and
+    # plan accepted "abc\n" as a slug, which editors (ECMA `$`) already reject.
+    path = write(
+        HEAD
+        + "  - provider: ghcr\n    slug: |\n      abc\n    username: u\n    token: ${T}\n"
+        "  - provider: nexus\n    endpoint: \"nexus.local\\n\"\n    username: u\n    password: |\n      ${P}\n"
+    )
+    assert lines(path) == [
+        'r.yaml:4:11: registries[0] (ghcr "abc\\n"): slug "abc\\n" may hold only letters, digits, ".", "_", '
+        '":" and "-", starting with a letter or digit',
+        'r.yaml:9:15: registries[1] (nexus "nexus.local\\n"): endpoint "nexus.local\\n" is not a valid host; '
+        'write host or host:port, e.g. "nexus.example.net"',
+        'r.yaml:11:15: registries[1] (nexus "nexus.local\\n"): password has a line break or spaces around its '
+        "value (from | or quotes?); write password: ${VARIABLE} on one line",
+    ]
+    with pytest.raises(ConfigError):
+        load_config(path)
+
+
+def test_control_characters_from_the_file_are_escaped_in_every_line(write):
+    path = write(HEAD + '  - provider: ghcr\n    slug: "a\\e[2Jb"\n    username: u\n    token: ${T}\n    "x\\ty": 1\n')
+    out = lines(path)
+    assert len(out) == 2 and all(line.isprintable() for line in out)
+    assert out[0].startswith('r.yaml:4:11: registries[0] (ghcr "a\\x1b[2Jb"): slug "a\\u001b[2Jb" may hold')
+    assert out[1].startswith('r.yaml:7:5: registries[0] (ghcr "a\\x1b[2Jb"): unknown field "x\\ty"')
