@@ -45,6 +45,9 @@ def test_valid_references(text, expected):
         ("", "image reference is empty; write name:tag or name@sha256:<digest>"),
         (":v1", '":v1" has no repository name'),
         ("bad_host:99/x:v1", 'registry host "bad_host:99" of "bad_host:99/x:v1" is not a valid host[:port]'),
+        # the tag grammar's \w is ASCII (Go's regexp); Python's would take any letter or digit
+        ("acme/api:v\u00e9", 'tag "v\u00e9" of "acme/api:v\u00e9" may hold only letters, digits, "_", "." and "-" (at most 128, not starting with "." or "-")'),
+        ("acme/api:\u0663", 'tag "\u0663" of "acme/api:\u0663" may hold only letters, digits, "_", "." and "-" (at most 128, not starting with "." or "-")'),
     ],
 )
 def test_invalid_references(text, message):
