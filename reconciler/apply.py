@@ -165,6 +165,7 @@ class _Recorder:
                     endpoint=desired.endpoint,
                     fingerprint=fingerprint,
                     updated_at=remote.updated_at if remote else None,
+                    team_id=(remote.team_id or None) if remote else None,
                 )
             self.state.key_id = self.fingerprinter.key_id  # the key of the newest fingerprints
             save_state(self.path, self.state)

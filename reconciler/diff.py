@@ -87,6 +87,21 @@ def _credentials(
 ) -> tuple[FieldChange | None, list[str]]:
     recorded = state.registries.get(desired.slug)
     reasons: list[str] = []
+    if (
+        remote is not None
+        and recorded is not None
+        and recorded.team_id
+        and remote.team_id
+        and recorded.team_id != remote.team_id
+    ):
+        # The same file (and REGSYNC_STATE_KEY) used with another team: what regsync
+        # set there says nothing about this team's registry.
+        reasons.append(
+            f'the state file recorded this registry for team "{recorded.team_id}", but '
+            f'the API lists it in team "{remote.team_id}": credentials will be set from '
+            "the file"
+        )
+        recorded = None
     if remote is None or recorded is None or recorded.fingerprint is None:
         description = CREDENTIALS_SET
     elif recorded.fingerprint != fingerprint:

@@ -41,6 +41,7 @@ class RegistryState:
     endpoint: str
     fingerprint: str | None  # "hmac-sha256:<hex>" of the credential regsync last set
     updated_at: str | None  # the API's updatedAt right after regsync's own change
+    team_id: str | None = None  # the API's teamId then: a record is only good for that team
 
 
 @dataclass
@@ -57,15 +58,21 @@ class State:
             "lineage": self.lineage,
             "key_id": self.key_id,
             "registries": {
-                slug: {
-                    "provider": r.provider,
-                    "endpoint": r.endpoint,
-                    "fingerprint": r.fingerprint,
-                    "updated_at": r.updated_at,
-                }
-                for slug, r in sorted(self.registries.items())
+                slug: _registry_data(r) for slug, r in sorted(self.registries.items())
             },
         }
+
+
+def _registry_data(r: RegistryState) -> dict:
+    data = {
+        "provider": r.provider,
+        "endpoint": r.endpoint,
+        "fingerprint": r.fingerprint,
+        "updated_at": r.updated_at,
+    }
+    if r.team_id:  # absent from files written before it was recorded
+        data["team_id"] = r.team_id
+    return data
 
 
 def _state_from_data(path: str, data: object) -> State:
@@ -100,7 +107,7 @@ def _state_from_data(path: str, data: object) -> State:
         if not isinstance(entry, dict):
             raise bad(f"registries.{slug} is not an object")
         values = {}
-        for name in ("provider", "endpoint", "fingerprint", "updated_at"):
+        for name in ("provider", "endpoint", "fingerprint", "updated_at", "team_id"):
             value = entry.get(name)
             if value is not None and not isinstance(value, str):
                 raise bad(f"registries.{slug}.{name} is not a string")
@@ -110,6 +117,7 @@ def _state_from_data(path: str, data: object) -> State:
             endpoint=values["endpoint"] or "",
             fingerprint=values["fingerprint"],
             updated_at=values["updated_at"],
+            team_id=values["team_id"] or None,
         )
     return State(serial=serial, lineage=lineage, key_id=key_id, registries=registries)
 

@@ -387,3 +387,37 @@ def test_an_interrupted_apply_starts_nothing_more_and_the_state_matches_the_team
     made = {r.slug for r in api.list_registries()}
     assert 1 <= len(made) <= 2  # the first, and at most the one already in flight
     assert set(load_state(tmp_path / "state.json").registries) == made
+
+
+def test_a_state_file_from_another_team_does_not_hide_that_team_s_stale_credentials(
+        tmp_path, fp):
+    """The same file and REGSYNC_STATE_KEY applied to team A, then to team B where the
+    registry already exists with another password: B's credentials are set, not
+    trusted on the strength of what regsync did in A."""
+    import os
+
+    from reconciler.sandbox.server import SandboxServer
+
+    reg = desired(0, "shared")
+    team_a = SandboxServer(token="token-a", key=os.urandom(32), team_id="team-a")
+    team_b = SandboxServer(token="token-b", key=os.urandom(32), team_id="team-b")
+    try:
+        team_a.start()
+        team_b.start()
+        with VendorAPI(token="token-a", origin=team_a.origin) as api_a, \
+                VendorAPI(token="token-b", origin=team_b.origin) as api_b:
+            seed(api_b, desired(0, "shared"))  # another password, set before A's apply
+            _, state = run(plan_for(config_of(reg), api_a, State(), fp), api_a, tmp_path, fp)
+            saved = load_state(tmp_path / "state.json")
+            assert saved.registries["shared"].team_id == "team-a"
+
+            plan = plan_for(config_of(reg), api_b, saved, fp)
+            (change,) = plan.changes
+            assert (change.action, change.field_names) == ("update", ("credentials",))
+            outcomes, _ = run(plan, api_b, tmp_path, fp, state=saved)
+            assert [o.status for o in outcomes] == ["succeeded"]
+            assert team_b.store.password("shared") == reg.secret
+            assert load_state(tmp_path / "state.json").registries["shared"].team_id == "team-b"
+    finally:
+        team_a.stop()
+        team_b.stop()

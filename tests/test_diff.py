@@ -325,3 +325,30 @@ def test_planning_modules_do_not_import_deepdiff_or_httpx():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_state_recorded_for_another_team_does_not_vouch_for_the_credentials():
+    """One registries file applied to two teams with the same REGSYNC_STATE_KEY: the
+    fingerprint matches, and team B's registry (older than regsync's change in team A)
+    must not pass as set by regsync; its credentials are set from the file."""
+    reg = want("acme-hub")
+    state = recorded(reg)
+    state.registries["acme-hub"].team_id = "team-a"
+    remote = have("acme-hub", team_id="team-b", updated_at="2025-06-01T00:00:00Z")
+    change = only(diff(config(reg), [remote], state, FP, prune=False))
+    assert change.action == "update"
+    assert change.fields == (FieldChange("credentials", None, "(will be set)", secret=True),)
+    assert change.reasons == (
+        'the state file recorded this registry for team "team-a", but the API lists it '
+        'in team "team-b": credentials will be set from the file',
+    )
+    assert change.write_body().password == Secret(CANARY)
+
+
+def test_the_same_team_or_an_unknown_team_keeps_the_recorded_credentials():
+    reg = want("acme-hub")
+    for recorded_team, listed_team in (("team-a", "team-a"), (None, "team-a"), ("team-a", "")):
+        state = recorded(reg)
+        state.registries["acme-hub"].team_id = recorded_team
+        plan = diff(config(reg), [have("acme-hub", team_id=listed_team)], state, FP, prune=False)
+        assert only(plan).action == "noop", (recorded_team, listed_team)

@@ -107,7 +107,7 @@ def _login_problem(sandbox, endpoint: str, username: str, password: Secret) -> s
 
 
 def _list(sandbox, slug, body, query):
-    registries = [r.to_api() for r in sandbox.store.list()]
+    registries = [r.to_api(sandbox.store.team_id) for r in sandbox.store.list()]
     return 200, {"external_registries": registries or None}
 
 
@@ -140,7 +140,7 @@ def _create(sandbox, slug, body, query):
                                         password=secret, app_ids=app_ids)
     except DuplicateSlug:
         raise BadRequest(duplicate) from None
-    return 201, {"external_registry": registry.to_api()}
+    return 201, {"external_registry": registry.to_api(sandbox.store.team_id)}
 
 
 def _update(sandbox, slug, body, query):
@@ -166,7 +166,7 @@ def _update(sandbox, slug, body, query):
                                     username=username, app_ids=app_ids)
     if registry is None:
         return _not_found(slug)
-    return 200, {"external_registry": registry.to_api()}
+    return 200, {"external_registry": registry.to_api(sandbox.store.team_id)}
 
 
 def _delete(sandbox, slug, body, query):

@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from reconciler.errors import SandboxError
 from reconciler.sandbox.faults import Faults, Stats, format_retry_after
 from reconciler.sandbox.operations import HANDLERS, BadRequest, forbidden
-from reconciler.sandbox.store import Store
+from reconciler.sandbox.store import TEAM_ID, Store
 from reconciler.sandbox.serving import ServerThread
 
 API_PREFIX = "/vendor/v3"
@@ -257,6 +257,7 @@ class SandboxServer:
         faults: Faults | None = None,
         upstream_timeout: float = 10.0,
         out=None,
+        team_id: str = TEAM_ID,
     ):
         if not token:
             raise SandboxError("the sandbox needs a non-empty API token")
@@ -268,7 +269,7 @@ class SandboxServer:
         self.upstream_timeout = upstream_timeout
         self.out = out
         self._out_lock = threading.Lock()
-        self.store = Store(db=db, key=key)
+        self.store = Store(db=db, key=key, team_id=team_id)
         self._serving: ServerThread | None = None
 
     @property

@@ -124,7 +124,7 @@ class StoredRegistry:
     updated_at: str
     last_used_at: str | None
 
-    def to_api(self) -> dict:
+    def to_api(self, team_id: str = TEAM_ID) -> dict:
         return {
             "provider": self.provider,
             "endpoint": self.endpoint,
@@ -132,7 +132,7 @@ class StoredRegistry:
             "authType": self.auth_type,
             "username": self.username,
             "appIds": list(self.app_ids),
-            "teamId": TEAM_ID,
+            "teamId": team_id,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
             "isReplicated": False,
@@ -145,12 +145,13 @@ class DuplicateSlug(Exception):
 
 
 class Store:
-    def __init__(self, *, db: str, key: bytes):
+    def __init__(self, *, db: str, key: bytes, team_id: str = TEAM_ID):
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         if not isinstance(key, bytes) or len(key) != 32:
             raise SandboxError("the sandbox key must be 32 bytes")
         self._aead = AESGCM(key)
+        self.team_id = team_id  # the teamId every registry of this sandbox answers with
         self._lock = threading.Lock()
         try:
             if db != ":memory:" and not db.startswith("file:"):
