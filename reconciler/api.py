@@ -48,6 +48,8 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 UNCERTAIN_STATUSES = frozenset({502, 503, 504})  # the work may have been done
 _MAYBE_CREATED = " (it may have been created: list the registries to see)"
 _EXCERPT = 120
+_STRING_FIELDS = ("slug", "provider", "endpoint", "authType", "username", "teamId",
+                  "createdAt", "updatedAt", "lastUsedAt")
 _MESSAGE = 500
 
 
@@ -229,7 +231,7 @@ class VendorAPI:
             raise self._shape(response, what, "'logs' is not a list of objects")
         try:
             return [RegistryLog.from_api(entry) for entry in logs]
-        except (TypeError, ValueError):  # e.g. a statusCode that is not a number
+        except (TypeError, ValueError, OverflowError):  # e.g. a statusCode that is not a number
             raise self._shape(response, what, "a log entry has a field of the wrong type") from None
 
     # --- one logical call ------------------------------------------------------
@@ -328,7 +330,7 @@ class VendorAPI:
         data = self._json(response, what).get("external_registry")
         if not isinstance(data, dict):
             raise self._shape(response, what, "no 'external_registry' object")
-        return RemoteRegistry.from_api(data)
+        return self._remote(response, what, data)
 
     def _registries(self, response: httpx.Response, what: str) -> list[RemoteRegistry]:
         items = self._json(response, what).get("external_registries")
@@ -336,7 +338,23 @@ class VendorAPI:
             return []
         if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
             raise self._shape(response, what, "'external_registries' is not a list of objects")
-        return [RemoteRegistry.from_api(item) for item in items]
+        return [self._remote(response, what, item) for item in items]
+
+    def _remote(self, response: httpx.Response, what: str, data: dict) -> RemoteRegistry:
+        """A registry from the API; a documented field of the wrong type is refused
+        (a number taken as updatedAt would crash the plan and corrupt the state file).
+        Missing fields, nulls and fields the contract does not name are fine."""
+        for name in _STRING_FIELDS:
+            if data.get(name) is not None and not isinstance(data[name], str):
+                raise self._shape(response, what, f"a registry's {name!r} is not a string")
+        app_ids = data.get("appIds")
+        if app_ids is not None and not (
+            isinstance(app_ids, list) and all(isinstance(x, str) for x in app_ids)
+        ):
+            raise self._shape(response, what, "a registry's 'appIds' is not a list of strings")
+        if data.get("isReplicated") is not None and not isinstance(data["isReplicated"], bool):
+            raise self._shape(response, what, "a registry's 'isReplicated' is not a boolean")
+        return RemoteRegistry.from_api(data)
 
     def _shape(self, response: httpx.Response, what: str, why: str) -> APIError:
         return APIError(

@@ -339,3 +339,52 @@ def test_a_token_no_header_can_carry_is_refused_without_echoing_it():
     with pytest.raises(APIAuthError, match="check REPLICATED_API_TOKEN") as info:
         from_env({"REPLICATED_API_TOKEN": canary})
     assert "CANARY" not in str(info.value) and "CANARY" not in repr(info.value.args)
+
+
+def _answering(body: dict | bytes):
+    def answer(request):
+        if isinstance(body, bytes):
+            return httpx.Response(200, content=body)
+        return httpx.Response(200, json=body)
+
+    return VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+                     transport=httpx.MockTransport(answer))
+
+
+def test_a_registry_with_extra_fields_missing_fields_and_null_app_ids_is_read():
+    listed = {"external_registries": [{
+        "slug": "acme", "endpoint": "quay.io", "appIds": None, "isReplicated": None,
+        "updatedAt": "2026-01-01T00:00:00.123456789+02:00", "somethingNew": {"x": [1]},
+    }]}
+    with _answering(listed) as client:
+        (remote,) = client.list_registries()
+    assert (remote.slug, remote.endpoint, remote.provider, remote.app_ids) == (
+        "acme", "quay.io", "", ())
+    assert remote.updated_at == "2026-01-01T00:00:00.123456789+02:00"
+    assert remote.is_replicated is False
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("updatedAt", 1767225600), ("slug", 7), ("appIds", "app-1"), ("appIds", [1, 2]),
+     ("username", {"name": "x"}), ("isReplicated", "yes")],
+)
+def test_a_registry_field_of_the_wrong_type_is_refused_naming_it(field, value):
+    """Taken as it came, a numeric updatedAt would crash the plan and be written into
+    the state file, which would then refuse to load."""
+    listed = {"external_registries": [{"slug": "acme", "endpoint": "quay.io", field: value}]}
+    with _answering(listed) as client:
+        with pytest.raises(APIError) as info:
+            client.list_registries()
+    assert "not the contract's JSON" in str(info.value)
+    assert repr(field) in str(info.value)
+    with _answering({"external_registry": listed["external_registries"][0]}) as client:
+        with pytest.raises(APIError):
+            client.update_registry("acme", RegistryWrite(username="bot"))
+
+
+def test_a_log_status_code_too_large_for_an_integer_is_refused():
+    with _answering(b'{"logs": [{"statusCode": 1e400}]}') as client:
+        with pytest.raises(APIError) as info:
+            client.registry_logs(slug="acme")
+    assert "not the contract's JSON" in str(info.value)
