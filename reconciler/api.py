@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -143,6 +144,10 @@ class VendorAPI:
         return self._registries(response, "list registries")
 
     def create_registry(self, body: RegistryWrite) -> RemoteRegistry:
+        with _masked(body.password):
+            return self._create(body)
+
+    def _create(self, body: RegistryWrite) -> RemoteRegistry:
         slug = body.slug or body.endpoint or ""  # the API's default slug is the endpoint
         endpoint = body.endpoint or ""
         what = f"create registry {slug!r}"
@@ -186,11 +191,12 @@ class VendorAPI:
 
     def update_registry(self, slug: str, body: RegistryWrite) -> RemoteRegistry:
         what = f"update registry {slug!r}"
-        response = self._request(
-            "PUT", f"/v3/external_registry/{_segment(slug)}", what=what,
-            json_body=body.to_body(create=False),
-        )
-        return self._registry(response, what)
+        with _masked(body.password):
+            response = self._request(
+                "PUT", f"/v3/external_registry/{_segment(slug)}", what=what,
+                json_body=body.to_body(create=False),
+            )
+            return self._registry(response, what)
 
     def delete_registry(self, slug: str) -> None:
         what = f"delete registry {slug!r}"
@@ -210,14 +216,16 @@ class VendorAPI:
             payload["username"] = username
         if password is not None:
             payload["password"] = password.reveal()
-        response = self._request("PUT", "/v3/external_registry/test", what=what,
-                                 json_body=payload)
-        data = self._json(response, what)
-        status = data.get("status")
-        if not isinstance(status, int) or isinstance(status, bool):
-            raise self._shape(response, what, "no integer 'status'")
-        error = data.get("error")
-        return PullTestResult(status=status, error=error if isinstance(error, str) else "")
+        with _masked(password):
+            response = self._request("PUT", "/v3/external_registry/test", what=what,
+                                     json_body=payload)
+            data = self._json(response, what)
+            status = data.get("status")
+            if not isinstance(status, int) or isinstance(status, bool):
+                raise self._shape(response, what, "no integer 'status'")
+            error = data.get("error")
+        error = _mask(error, password) if isinstance(error, str) else ""
+        return PullTestResult(status=status, error=error)
 
     def registry_logs(self, *, slug: str | None = None,
                       endpoint: str | None = None) -> list[RegistryLog]:
@@ -399,6 +407,34 @@ class VendorAPI:
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _mask(text: str, password: Secret | None) -> str:
+    """``text`` with the password (as sent, or JSON-escaped) replaced by ********."""
+    value = password.reveal() if password is not None else ""
+    if not value:
+        return text
+    for form in {value, json.dumps(value)[1:-1], repr(value)[1:-1]}:
+        text = text.replace(form, "********")
+        for cut in range(len(form) - 1, 3, -1):  # cut short where an excerpt was clipped
+            if form[:cut] + "..." in text:
+                text = text.replace(form[:cut] + "...", "********...")
+                break
+    return text
+
+
+@contextmanager
+def _masked(password: Secret | None):
+    """Errors raised inside never carry ``password``, whatever the API answered
+    (the contract does not promise its messages never quote the request)."""
+    try:
+        yield
+    except APIError as exc:
+        message = _mask(str(exc), password)
+        if message == str(exc) and _mask(exc.api_message, password) == exc.api_message:
+            raise
+        raise type(exc)(message, status=exc.status,
+                        api_message=_mask(exc.api_message, password)) from None
 
 
 def _check_origin(origin: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import uuid
 
 import httpx
 import pytest
@@ -388,3 +389,47 @@ def test_a_log_status_code_too_large_for_an_integer_is_refused():
         with pytest.raises(APIError) as info:
             client.registry_logs(slug="acme")
     assert "not the contract's JSON" in str(info.value)
+
+
+@pytest.mark.parametrize("status", [400, 200, 502])
+def test_an_api_answer_that_echoes_the_password_never_puts_it_in_the_error(status):
+    """The contract does not promise the API never quotes what it was sent; whatever
+    it says, the password is masked before it reaches an error message."""
+    secret = f"CANARY-{uuid.uuid4()}"
+
+    def answer(request):
+        if status == 200:  # not the contract's JSON: the excerpt is shown
+            return httpx.Response(200, content=f"<p>login {secret} refused</p>".encode())
+        return httpx.Response(status, json={"error_code": "E1",
+                                            "message": f"password {secret!r} is refused"})
+
+    body = RegistryWrite(provider="other", endpoint="r.example.com", slug="r",
+                         auth_type="password", username="bot", password=Secret(secret))
+    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+                   transport=httpx.MockTransport(answer),
+                   retry=RetryPolicy(max_attempts=1)) as client:
+        calls = [lambda: client.create_registry(body),
+                 lambda: client.update_registry("r", body),
+                 lambda: client.test_registry(image="a/b:1", endpoint="r.example.com",
+                                              username="bot", password=Secret(secret))]
+        for call in calls:
+            with pytest.raises(APIError) as info:
+                call()
+            assert secret not in str(info.value)
+            assert secret not in info.value.api_message
+            assert "********" in str(info.value)
+
+
+def test_a_password_cut_short_by_the_excerpt_is_masked_too():
+    secret = f"CANARY-{uuid.uuid4()}"
+
+    def answer(request):  # the excerpt keeps 120 characters: the password is cut
+        return httpx.Response(200, content=("x" * 100 + secret).encode())
+
+    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+                   transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(APIError) as info:
+            client.test_registry(image="a/b:1", endpoint="r.example.com", username="bot",
+                                 password=Secret(secret))
+    assert secret[:12] not in str(info.value)
+    assert "********..." in str(info.value)
