@@ -181,8 +181,15 @@ class _Builder:
             return self.loader.construct_object(node, deep=True)
         except yaml.YAMLError:
             return node.value
-        except ValueError:  # an integer past Python's 4300-digit limit for int(str)
-            self._problem(node, f"the number is too long ({len(node.value)} characters); write a smaller one")
+        except (ValueError, KeyError, TypeError, OverflowError):
+            # An explicit tag on text that is not one (`!!bool maybe`, `!!int x`), or an
+            # integer past Python's 4300-digit limit for int(str). Never quote the value:
+            # it may be a secret.
+            kind = node.tag.rsplit(":", 1)[-1]
+            if kind == "int" and len(node.value) > 4000:
+                self._problem(node, f"the number is too long ({len(node.value)} characters); write a smaller one")
+            else:
+                self._problem(node, f"this value is not a valid {kind}, as its tag !!{kind} says; remove the tag")
             return node.value
 
     def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict:

@@ -129,3 +129,15 @@ def test_a_number_too_long_for_python_is_a_problem_not_a_crash():
 def test_an_alias_used_twice_side_by_side_is_not_recursive():
     doc = load("base: &b {u: x}\nr: [*b, *b, {<<: *b}, {<<: [*b, *b]}]\n")
     assert doc.data["r"] == [{"u": "x"}] * 4
+
+
+def test_an_explicit_tag_on_text_that_is_not_of_its_type_is_a_problem_not_a_crash():
+    # `!!bool dockerhub` raised KeyError from PyYAML's constructor, `!!int x` ValueError (exit 3)
+    secret = "CANARY-hunter2"
+    msgs = problems(f"a: !!bool dockerhub\nb: !!int {secret}\nc: !!float x\nd: !!int 0x1F\n")
+    assert msgs == [
+        "r.yaml:1:4: this value is not a valid bool, as its tag !!bool says; remove the tag",
+        "r.yaml:2:4: this value is not a valid int, as its tag !!int says; remove the tag",
+        "r.yaml:3:4: this value is not a valid float, as its tag !!float says; remove the tag",
+    ]
+    assert load("d: !!int 0x1F\ne: !!bool yes\n").data == {"d": 31, "e": True}
