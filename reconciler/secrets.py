@@ -93,7 +93,7 @@ def _service_account_problem(registry: DesiredRegistry, value: str) -> str | Non
     reason = None
     try:
         key = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python can parse
         key, reason = None, "it is not JSON"
     if reason is None and not isinstance(key, dict):
         reason = "it is JSON but not an object"

@@ -113,6 +113,8 @@ def test_one_missing_variable_is_one_line(workdir):
         (json.dumps({"type": "authorized_user", "refresh_token": CANARY}), '"type" is not "service_account"'),
         (json.dumps({"type": "service_account", "client_email": CANARY}), "it has no private_key"),
         (json.dumps({"type": "service_account", "secret": CANARY}), "it has no client_email and no private_key"),
+        # nested past Python's recursion limit: json.loads raised RecursionError (exit 3)
+        ('{"private_key": "' + CANARY + '", "x": ' + "[" * 100_000 + "]" * 100_000 + "}", "it is not JSON"),
     ],
 )
 def test_a_key_that_is_not_a_service_account_key_is_refused(workdir, key, reason):
