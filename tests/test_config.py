@@ -235,3 +235,45 @@ def test_control_characters_from_the_file_are_escaped_in_every_line(write):
     assert len(out) == 2 and all(line.isprintable() for line in out)
     assert out[0].startswith('r.yaml:4:11: registries[0] (ghcr "a\\x1b[2Jb"): slug "a\\u001b[2Jb" may hold')
     assert out[1].startswith('r.yaml:7:5: registries[0] (ghcr "a\\x1b[2Jb"): unknown field "x\\ty"')
+
+
+_FUZZ_PIECES = [
+    *"&*!|-:{}[],'\"%@`\t\n#? \\$~0.eE+_", "<<: *a", "&a ", "*a", "!!str ", "!!bool ", "!!int ",
+    "!!float ", "!!binary ", "!!python/object:os.system ", "---\n", "\ufeff", "\u2028", "é", "\x1b", "\r",
+    "? ", "[*a, *a]", "\n  - ", ": |\n  ", "99999999999999999999", "1.5", "~", "true",
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_mutated_example_files_give_diagnostics_never_a_crash_and_validate_agrees_with_load(tmp_path, seed):
+    """A seeded fuzz: the example file with a few characters inserted, deleted or replaced.
+    Whatever comes out, validate reports one printable line per problem and load_config
+    (what plan runs) fails exactly when validate reports an error."""
+    import pathlib
+    import random
+
+    example = (pathlib.Path(__file__).resolve().parent.parent / "registries.yaml.example").read_text()
+    rng = random.Random(seed)
+    path = str(tmp_path / "r.yaml")
+    for _ in range(150):
+        text = list(example)
+        for _ in range(rng.randint(1, 5)):
+            i = rng.randrange(len(text))
+            op = rng.random()
+            if op < 0.4:
+                text.insert(i, rng.choice(_FUZZ_PIECES))
+            elif op < 0.7:
+                del text[i]
+            else:
+                text[i] = rng.choice(_FUZZ_PIECES)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(text))
+        out = check_files([path], check_env=True, env={})
+        assert all(str(d).isprintable() for d in out)
+        errors = [d for d in check_files([path]) if d.severity == "error"]
+        try:
+            load_config(path)
+        except ConfigError as exc:
+            assert errors and exc.diagnostics == errors
+        else:
+            assert not errors
