@@ -8,7 +8,7 @@ file: the keyed fingerprint of the secret regsync last set, and the registry's
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from reconciler.errors import PlanError
 from reconciler.model import Config, DesiredRegistry, RemoteRegistry
@@ -65,6 +65,12 @@ def _field_changes(old: dict, new: dict) -> list[FieldChange]:
     ]
 
 
+#: How much later the listed updatedAt may be than the one in regsync's own create or
+#: update answer before it counts as a change made elsewhere: a store that rounds
+#: timestamps (to whole seconds, say) must not make every plan re-set credentials.
+CLOCK_TOLERANCE = timedelta(seconds=1)
+
+
 def _later(remote_ts: str | None, state_ts: str | None) -> bool:
     """Whether the API's updatedAt is later than the one regsync recorded."""
     if not remote_ts or not state_ts:
@@ -73,7 +79,7 @@ def _later(remote_ts: str | None, state_ts: str | None) -> bool:
         a, b = datetime.fromisoformat(remote_ts), datetime.fromisoformat(state_ts)
         if (a.tzinfo is None) != (b.tzinfo is None):
             return remote_ts != state_ts
-        return a > b
+        return a - b > CLOCK_TOLERANCE
     except ValueError:
         return remote_ts != state_ts  # unparseable: any difference counts
 

@@ -173,7 +173,10 @@ def test_a_change_made_outside_regsync_re_sets_the_credentials():
     ("remote_ts", "state_ts", "action"),
     [
         ("2026-01-01T00:00:01.123456789Z", "2026-01-01T00:00:00Z", "update"),  # Go's ns
-        ("2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00Z", "update"),
+        ("2026-01-01T00:00:05Z", "2026-01-01T00:00:00.999Z", "update"),
+        # within a second: a store that rounds its timestamps, not someone else's change
+        ("2026-01-01T00:00:00.5Z", "2026-01-01T00:00:00Z", "noop"),
+        ("2026-01-01T00:00:01Z", "2026-01-01T00:00:00.123456789Z", "noop"),
         ("2026-01-01T01:00:00+01:00", "2026-01-01T00:00:00Z", "noop"),  # same instant
         ("2025-12-31T00:00:00Z", "2026-01-01T00:00:00Z", "noop"),
         (None, "2026-01-01T00:00:00Z", "noop"),
