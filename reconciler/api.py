@@ -341,7 +341,12 @@ class VendorAPI:
         return self._remote(response, what, data)
 
     def _registries(self, response: httpx.Response, what: str) -> list[RemoteRegistry]:
-        items = self._json(response, what).get("external_registries")
+        body = self._json(response, what)
+        if "external_registries" not in body:
+            # Not an empty team ({"external_registries": null} is): something that is not
+            # the Vendor API answered, and taking it as empty would plan to create everything.
+            raise self._shape(response, what, "no 'external_registries' key")
+        items = body["external_registries"]
         if items is None:
             return []
         if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):

@@ -267,7 +267,7 @@ def test_slug_with_reserved_characters_is_one_path_segment(sandbox):
 @pytest.mark.parametrize(
     ("status", "body", "kind"),
     [(200, b"<html>maintenance</html>", APIError), (200, b"[1, 2]", APIError),
-     (200, b'{"external_registries": "nope"}', APIError),
+     (200, b'{"external_registries": "nope"}', APIError), (200, b"{}", APIError),
      (502, b"<html>Bad Gateway</html>", APIServerError)],
 )
 def test_a_body_that_is_not_the_contracts_json(status, body, kind):
