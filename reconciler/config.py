@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from reconciler.model import Config
 
 ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_PORT = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):([0-9]{1,5})\Z")  # what the schema's host allows
 RESERVED_SLUGS = {"test": "it collides with the Vendor API's PUT /v3/external_registry/test route"}
 ENCRYPTED_REGEX = "^(password|token|secret_access_key|service_account_key)$"
 
@@ -199,6 +200,10 @@ def _semantic(doc: yamlpos.Document, labels: Labels, sops: bool) -> list[Diagnos
                 )
             else:
                 seen[slug] = (i, doc.value_pos(base)[0])
+        endpoint = entry.get("endpoint")
+        port = _PORT.match(endpoint) if isinstance(endpoint, str) else None
+        if port and not 0 < int(port.group(1)) < 65536:
+            emit(base + ("endpoint",), f'endpoint "{endpoint}" has port {port.group(1)}; a port is 1 to 65535')
         for name in SECRET_FIELDS:
             value = entry.get(name)
             if isinstance(value, str) and value.startswith("ENC[") and not sops:

@@ -277,3 +277,19 @@ def test_mutated_example_files_give_diagnostics_never_a_crash_and_validate_agree
             assert errors and exc.diagnostics == errors
         else:
             assert not errors
+
+
+def test_an_endpoint_port_out_of_range_is_an_error(write):
+    # the schema's host pattern takes any 1-5 digits; 99999 passed validate and plan
+    path = write(
+        HEAD + "  - provider: nexus\n    endpoint: nexus.local:99999\n    username: u\n    password: ${P}\n"
+        "  - provider: other\n    endpoint: \"[::1]:0\"\n    username: u\n    password: ${P}\n"
+        "  - provider: other\n    endpoint: r.example.com:65535\n    username: u\n    password: ${P}\n"
+    )
+    assert lines(path) == [
+        'r.yaml:4:15: registries[0] (nexus "nexus.local:99999"): endpoint "nexus.local:99999" has port 99999; '
+        "a port is 1 to 65535",
+        'r.yaml:8:15: registries[1] (other "[::1]:0"): endpoint "[::1]:0" has port 0; a port is 1 to 65535',
+    ]
+    with pytest.raises(ConfigError):
+        load_config(path)
