@@ -320,7 +320,7 @@ def test_images(
     slug: Annotated[
         Optional[list[str]], typer.Option("--slug", help="Test only this registry (repeatable).")
     ] = None,
-    parallelism: Annotated[int, typer.Option(min=1, max=32)] = 4,
+    parallelism: Annotated[int, typer.Option(min=1, max=32, help="Image tests run at once.")] = 4,
     api_token: TokenOpt = None,
     api_origin: OriginOpt = None,
 ) -> int:
