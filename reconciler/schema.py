@@ -318,7 +318,8 @@ _SECRET_FORM = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|ENC\[.+\]")
 
 
 def _suggest(word: str, choices) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    same = [c for c in choices if c.lower() == word.lower()]  # GHCR: difflib compares case too
+    close = same or difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f'; did you mean "{close[0]}"?' if close else ""
 
 

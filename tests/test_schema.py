@@ -262,6 +262,19 @@ def test_unknown_provider_suggests_one(validate):
     ]
 
 
+def test_a_provider_or_auth_type_in_capitals_suggests_the_lowercase_one(validate):
+    # difflib compares case too: "GHCR" got no suggestion at all
+    assert validate(HEAD + entry(["provider: GHCR", "username: x", "token: ${T}"])) == [
+        'r.yaml:3:15: registries[0]: provider "GHCR" is not one of: ecr, dockerhub, ghcr, gar, gcr, '
+        'quay, nexus, other; did you mean "ghcr"?'
+    ]
+    out = validate(HEAD + entry(["provider: dockerhub", "auth_type: TOKEN", "username: x", "token: ${T}"]))
+    assert out == [
+        'r.yaml:4:16: registries[0] (dockerhub "index.docker.io"): auth_type "TOKEN" is not one of: password, token; '
+        'did you mean "token"?'
+    ]
+
+
 def test_missing_provider(validate):
     assert validate(HEAD + entry(["username: x"])) == [
         'r.yaml:3:5: registries[0]: missing required field "provider": one of ecr, dockerhub, ghcr, gar, '
