@@ -187,6 +187,8 @@ def _explain(returncode: int, stderr: str) -> str:
         return "an encrypted value is corrupt or was tampered with (authentication failed)"
     if "metadata not found" in low:
         return "the file has no sops metadata"
+    if "parsing time" in low or "no keys found in file" in low:  # a sops: block not written by sops
+        return "the file's sops: block is not complete sops metadata; encrypt the file with sops encrypt"
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     summary = _BLOB.sub("...", lines[-1])[:200] if lines else "no message"
     return f"sops exited with status {returncode}: {summary}"

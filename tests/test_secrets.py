@@ -212,6 +212,18 @@ def expect_sops_error(config, env) -> str:
     return str(info.value)
 
 
+@pytest.mark.parametrize("block", ["sops: {a: 1}\n", "sops:\n  lastmodified: '2024-01-01T00:00:00Z'\n  mac: x\n"])
+def test_a_sops_block_not_written_by_sops(workdir, base_env, block):
+    # validate takes any sops: mapping; the real sops binary then said only
+    # 'parsing time "" as "2006-01-02T15:04:05Z07:00"...' or 'No keys found in file'
+    text = "version: 1\nregistries:\n  - provider: ghcr\n    username: u\n    token: ENC[x]\n" + block
+    config = config_from(workdir, text)
+    assert expect_sops_error(config, base_env) == (
+        "registries.yaml: sops could not decrypt: the file's sops: block is not complete sops metadata; "
+        "encrypt the file with sops encrypt"
+    )
+
+
 def test_no_key_anywhere(workdir, base_env, age_key):
     config = load_config(sops_encrypt(workdir, base_env, age_key[0]))
     assert expect_sops_error(config, base_env) == (
