@@ -443,7 +443,14 @@ def _masked(password: Secret | None):
 
 
 def _check_origin(origin: str) -> str:
-    parts = urlsplit(origin.strip())
+    try:
+        parts = urlsplit(origin.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None:
+        raise APIError(f"{ORIGIN_VAR} must be an http(s) URL such as {DEFAULT_ORIGIN}, "
+                       f"not {_clip(origin)!r}")
     if "@" in parts.netloc:
         raise APIError(f"{ORIGIN_VAR} must not carry credentials; the token goes in {TOKEN_VAR}")
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -329,7 +329,8 @@ def test_create_with_refused_credentials_is_a_bad_request(api, registry_basic):
 
 def test_an_origin_that_is_not_an_http_url_is_refused():
     for origin in ("ftp://example.com/vendor", "api.replicated.com/vendor",
-                   "https://user:pw@api.replicated.com/vendor", "ftp://u:pw@x"):
+                   "https://user:pw@api.replicated.com/vendor", "ftp://u:pw@x",
+                   "http://[::1", "http://127.0.0.1:port/vendor"):
         with pytest.raises(APIError, match="REPLICATED_API_ORIGIN") as info:
             from_env({"REPLICATED_API_TOKEN": "t", "REPLICATED_API_ORIGIN": origin})
         assert "pw@" not in str(info.value)
