@@ -159,10 +159,11 @@ def plan(
     from reconciler import workflow
 
     env = os.environ
+    desired = workflow.load_desired(config, env=env)
     token = workflow.api_token(env, api_token)
     with workflow.open_api(env, token=token, origin=api_origin) as api:
         session = workflow.make_plan(
-            config, env=env, api=api, token=token, state_path=state, prune=prune,
+            desired, env=env, api=api, token=token, state_path=state, prune=prune,
             targets=target or (),
         )
     _print_warnings(session.config)
@@ -256,17 +257,22 @@ def apply(
         saved = load_plan(planfile)
         config = Path(saved.config_path)
         prune, target = saved.prune, list(saved.targets)
+        if state is None and saved.state_path:
+            state = Path(saved.state_path)
     elif not auto_approve and not sys.stdin.isatty():
         _err(
             "error: apply needs confirmation, and there is no terminal to ask on: "
             "pass --auto-approve, or apply a plan saved with `regsync plan --out FILE`"
         )
         return EXIT_ERROR
+    if report:
+        _check_writable(report)  # before any change: a bad path must not fail a done apply
+    desired = workflow.load_desired(config, env=env)
     token = workflow.api_token(env, api_token)
     state_path = state or workflow.default_state_path(config)
     with workflow.open_api(env, token=token, origin=api_origin) as api, StateLock(state_path):
         session = workflow.make_plan(
-            config, env=env, api=api, token=token, state_path=state_path, prune=prune,
+            desired, env=env, api=api, token=token, state_path=state_path, prune=prune,
             targets=target or (),
         )
         _print_warnings(session.config)
@@ -303,6 +309,14 @@ def apply(
     if c.get("failed"):
         _err(f"{c['failed']} change(s) failed; the state file records what succeeded.")
     return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def _check_writable(path: Path) -> None:
+    try:
+        with open(path, "a"):
+            pass
+    except OSError as exc:
+        raise RegsyncError(f"cannot write {path}: {exc.strerror}") from exc
 
 
 def _write_json(path: Path, data) -> None:

@@ -70,6 +70,7 @@ class SavedPlan:
     key_id: str
     prune: bool = False  # the options the plan was made with, so apply repeats them
     targets: tuple[str, ...] = ()
+    state_path: str | None = None
 
 
 def save_plan(
@@ -83,6 +84,7 @@ def save_plan(
     key_id: str,
     prune: bool = False,
     targets: Sequence[str] = (),
+    state_path: str | None = None,
 ) -> None:
     document = {
         "kind": _KIND,
@@ -92,7 +94,7 @@ def save_plan(
         "remote_sha256": remote_sha256,
         "key_id": key_id,
         "fingerprints": dict(sorted(fingerprints.items())),
-        "options": {"prune": bool(prune), "targets": sorted(targets)},
+        "options": {"prune": bool(prune), "targets": sorted(targets), "state": state_path},
         "plan": plan.data,
     }
     try:
@@ -132,6 +134,7 @@ def load_plan(path) -> SavedPlan:
         or not isinstance(options.get("prune", False), bool)
         or not isinstance(options.get("targets", []), list)
         or not all(isinstance(t, str) for t in options.get("targets", []))
+        or not isinstance(options.get("state") or "", str)
     ):
         raise PlanError(f"{path}: the plan file is damaged (its options have the wrong type)")
     if (
@@ -152,6 +155,7 @@ def load_plan(path) -> SavedPlan:
         key_id=doc["key_id"],
         prune=options.get("prune", False),
         targets=tuple(options.get("targets", ())),
+        state_path=options.get("state") or None,
     )
 
 

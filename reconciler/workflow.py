@@ -64,8 +64,16 @@ class Session:
         return fingerprints(self.config, self.fingerprinter)
 
 
+def load_desired(config_path: str | os.PathLike, *, env: Mapping[str, str]) -> Config:
+    """Steps 1 and 2: the checked file with its secrets resolved (no network)."""
+    from reconciler.config import load_config
+    from reconciler.secrets import resolve_secrets
+
+    return resolve_secrets(load_config(str(config_path)), env=env)
+
+
 def make_plan(
-    config_path: str | os.PathLike,
+    config: Config,
     *,
     env: Mapping[str, str],
     api,
@@ -74,13 +82,11 @@ def make_plan(
     prune: bool = False,
     targets: Collection[str] = (),
 ) -> Session:
-    from reconciler.config import load_config
+    """Steps 3 and 4, for a ``config`` from ``load_desired``."""
     from reconciler.diff import diff
-    from reconciler.secrets import resolve_secrets
     from reconciler.state import Fingerprinter, load_state, state_key
 
-    config = load_config(str(config_path))
-    config = resolve_secrets(config, env=env)
+    config_path = config.path
     remote = api.list_registries()
     state_file = Path(state_path) if state_path else default_state_path(config_path)
     state = load_state(state_file)
@@ -119,6 +125,7 @@ def save_session_plan(session: Session, out: str | os.PathLike) -> None:
         key_id=session.fingerprinter.key_id,
         prune=session.prune,
         targets=session.targets,
+        state_path=str(session.state_path),
     )
 
 

@@ -311,7 +311,7 @@ def test_a_change_made_outside_regsync_is_caught_and_undone(project, registry_ba
     project.regsync("apply", "--auto-approve", "--skip-tests", expect=0)
     # Later, someone rotates the Docker Hub token in the Portal (the API never shows
     # passwords). "Later": changes within reconciler.diff.CLOCK_TOLERANCE count as ours.
-    time.sleep(1.2)
+    time.sleep(1.5)
     httpx.put(
         project.env["REPLICATED_API_ORIGIN"] + "/v3/external_registry/dockerhub-acme",
         headers={"Authorization": project.env["REPLICATED_API_TOKEN"]},
@@ -384,3 +384,29 @@ def test_apply_on_a_terminal_shows_the_plan_and_asks(project, registry_basic, tm
     assert "Apply complete: 3 added, 0 changed, 0 destroyed" in accepted
     assert len(project.remote()) == 3
     project.outputs.extend([declined, accepted])
+
+
+def test_the_file_is_checked_before_the_token(project, registry_basic):
+    project.write(base_config(registry_basic).replace("username: acme-bot", "usernme: acme-bot", 1))
+    del project.env["REPLICATED_API_TOKEN"]
+    proc = project.regsync("plan", expect=1)
+    assert 'unknown field "usernme"; did you mean "username"?' in proc.stderr
+    assert "REPLICATED_API_TOKEN" not in proc.stderr
+
+
+def test_a_saved_plan_keeps_its_state_file(project, registry_basic):
+    project.write(base_config(registry_basic))
+    project.regsync("apply", "--auto-approve", "--skip-tests", "--state", "other.json",
+                    "--target", "ghcr.io", expect=0)
+    project.regsync("plan", "--state", "other.json", "--out", "p.plan", expect=0)
+    applied = project.regsync("apply", "p.plan", "--skip-tests", expect=0)
+    assert "Apply complete: 2 added, 0 changed, 0 destroyed" in applied.stdout
+    assert not project.state.exists()
+    project.regsync("plan", "--state", "other.json", "--detailed-exitcode", expect=0)
+
+
+def test_an_unwritable_report_path_stops_apply_before_any_change(project, registry_basic):
+    project.write(base_config(registry_basic))
+    proc = project.regsync("apply", "--auto-approve", "--report", "no/such/dir/r.json", expect=1)
+    assert "cannot write no/such/dir/r.json" in proc.stderr
+    assert project.remote() == {}
