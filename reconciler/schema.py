@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
+from reconciler import quickcheck
 from reconciler.errors import Diagnostic
 from reconciler.providers import PROVIDERS, SECRET_FIELDS
 from reconciler.yamlpos import Document, Path
@@ -95,96 +96,6 @@ def _inline(node: Any, uri: str, resources: dict[str, Any]) -> Any:
     return merged
 
 
-class _Unsure(Exception):
-    """A quick check cannot tell exactly what jsonschema would say; ask jsonschema."""
-
-
-_ANNOTATIONS = frozenset({"$schema", "$comment", "title", "description", "default", "examples"})
-_TYPES = {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}
-
-
-def _quick_check(node: Any) -> Callable[[Any], bool]:
-    """A predicate, True exactly when ``node`` (a schema without ``$ref``s) accepts the
-    instance. It raises ``_Unsure`` where jsonschema's finer rules matter (1.0 as an integer),
-    and ``KeyError`` here for a keyword it does not know. Speed: jsonschema (a validator
-    object per keyword and value, ~45 us an entry) then runs only on entries this rejects."""
-    if node is True or node is False:
-        return lambda instance: node
-    checks = [_keyword_check(k, v, node) for k, v in node.items() if k not in _ANNOTATIONS]
-    checks = [check for check in checks if check is not None]
-
-    def accepts(instance: Any) -> bool:
-        for check in checks:  # a loop, not all(generator): this runs per value
-            if not check(instance):
-                return False
-        return True
-
-    return accepts
-
-
-def _keyword_check(key: str, value: Any, node: dict) -> Callable[[Any], bool] | None:
-    if key == "type":
-        names = [value] if isinstance(value, str) else value
-        if not set(names) <= {*_TYPES, "integer", "number"}:
-            raise KeyError(value)
-        if len(names) == 1 and names[0] in _TYPES:
-            return lambda i, cls=_TYPES[names[0]]: isinstance(i, cls)
-        return lambda i: any(_is_type(i, name) for name in names)
-    if key in ("const", "enum"):
-        allowed = [value] if key == "const" else value
-        if not all(isinstance(v, str) for v in allowed):  # jsonschema's rules for 1 == 1.0 != true
-            raise KeyError(key)
-        return lambda i: i in allowed  # exact: jsonschema compares with a string by ==
-    if key == "pattern":
-        regex = re.compile(value)
-        return lambda i: not isinstance(i, str) or regex.search(i) is not None
-    if key == "minLength":
-        return lambda i: not isinstance(i, str) or len(i) >= value
-    if key == "minimum":
-        return lambda i: not _is_type(i, "number") or i >= value
-    if key == "required":
-        return lambda i: not isinstance(i, dict) or all(name in i for name in value)
-    if key == "properties":
-        subs = {name: _quick_check(sub) for name, sub in value.items()}
-        return lambda i: not isinstance(i, dict) or all(subs[k](i[k]) for k in i if k in subs)
-    if key == "additionalProperties" and value is False and "patternProperties" not in node:
-        known = set(node.get("properties", ()))
-        return lambda i: not isinstance(i, dict) or i.keys() <= known
-    if key == "items" and "prefixItems" not in node:
-        sub = _quick_check(value)
-        return lambda i: not isinstance(i, list) or all(sub(item) for item in i)
-    if key == "uniqueItems":
-        return _unique_strings if value else None
-    if key == "allOf":
-        subs = [_quick_check(sub) for sub in value]
-        return lambda i: all(sub(i) for sub in subs)
-    if key == "not":
-        sub = _quick_check(value)
-        return lambda i: not sub(i)
-    if key == "if":
-        test = _quick_check(value)
-        then = _quick_check(node.get("then", True))
-        else_ = _quick_check(node.get("else", True))
-        return lambda i: then(i) if test(i) else else_(i)
-    if key in ("then", "else"):
-        return None  # part of "if"
-    raise KeyError(key)
-
-
-def _unique_strings(instance: Any) -> bool:
-    if isinstance(instance, list) and not all(isinstance(item, str) for item in instance):
-        raise _Unsure  # jsonschema's equality rules for other values
-    return not isinstance(instance, list) or len(set(instance)) == len(instance)
-
-
-def _is_type(instance: Any, name: str) -> bool:
-    if name in ("integer", "number"):
-        if isinstance(instance, float) and name == "integer":
-            raise _Unsure  # jsonschema counts 1.0 as an integer
-        return isinstance(instance, (int, float)) and not isinstance(instance, bool)
-    return isinstance(instance, _TYPES[name])
-
-
 @functools.cache
 def _fast_validators():
     """(document shell, registry shell): the same rules as ``validator()`` without the
@@ -218,14 +129,14 @@ def _provider_validator(name: str):
 def _provider_quick_check(name: str) -> Callable[[Any], bool]:
     """True when an entry of this provider surely has no schema error."""
     try:
-        check = _quick_check(_provider_schema(name))
-    except KeyError:  # a keyword _quick_check does not know: jsonschema only
+        check = quickcheck.compile_check(_provider_schema(name))
+    except KeyError:  # a keyword compile_check does not know: jsonschema only
         return lambda entry: False
 
     def passes(entry: Any) -> bool:
         try:
             return check(entry)
-        except _Unsure:
+        except quickcheck.Unsure:
             return False
 
     return passes
