@@ -239,10 +239,6 @@ def apply(
 ) -> int:
     """Make the calls the plan names, then run the image tests."""
     from reconciler import workflow
-    from reconciler.apply import (
-        ApplyResult, apply_plan, run_image_tests, skipped_tests, untestable,
-    )
-    from reconciler.state import StateLock
 
     env = os.environ
     saved = None
@@ -267,38 +263,27 @@ def apply(
         return EXIT_ERROR
     if report:
         _check_writable(report)  # before any change: a bad path must not fail a done apply
-    desired = workflow.load_desired(config, env=env)
-    token = workflow.api_token(env, api_token)
-    state_path = state or workflow.default_state_path(config)
-    with workflow.open_api(env, token=token, origin=api_origin) as api, StateLock(state_path):
-        session = workflow.make_plan(
-            desired, env=env, api=api, token=token, state_path=state_path, prune=prune,
-            targets=target or (),
-        )
-        _print_warnings(session.config)
-        if saved is not None:
-            workflow.check_saved_plan(saved, session)
-        if saved is None:
-            _render_plan(session.plan, PlanFormat.text, sys.stdout)
-        session.plan.raise_if_unsafe(force=force)  # before asking: a refusal asks nothing
-        if session.plan.has_changes and saved is None and not auto_approve:
-            if not _confirm(session.plan):
-                _err("Apply cancelled; nothing was changed.")
-                return EXIT_ERROR
-        outcomes = apply_plan(
-            session.plan, api, state=session.state, state_path=session.state_path,
-            fingerprinter=session.fingerprinter, parallelism=parallelism,
-            on_event=_print_change,
-        )
-        slugs = set(target) if target else None
-        if skip_tests:
-            tests = skipped_tests(session.config, reason="--skip-tests", slugs=slugs)
-        else:
-            tests = run_image_tests(
-                session.config, api, parallelism=parallelism, slugs=slugs,
-                skip=untestable(outcomes), on_event=_print_test,
-            )
-    result = ApplyResult(changes=tuple(outcomes), tests=tuple(tests))
+    result = workflow.run_apply(
+        config,
+        env=env,
+        token=api_token,
+        origin=api_origin,
+        state_path=state,
+        saved=saved,
+        prune=prune,
+        targets=target or (),
+        parallelism=parallelism,
+        skip_tests=skip_tests,
+        force=force,
+        on_config=_print_warnings,
+        show_plan=None if saved else lambda p: _render_plan(p, PlanFormat.text, sys.stdout),
+        confirm=None if (saved or auto_approve) else _confirm,
+        on_change=_print_change,
+        on_test=_print_test,
+    )
+    if result is None:
+        _err("Apply cancelled; nothing was changed.")
+        return EXIT_ERROR
     if report:
         _write_json(report, result.report_data())
     c = result.counts
@@ -394,37 +379,16 @@ def list_registries(
     api_origin: OriginOpt = None,
 ) -> int:
     """List the team's registries."""
-    import json
-
-    from reconciler import workflow
+    from reconciler import render, workflow
 
     with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
         remote = api.list_registries()
     if fmt is ListFormat.json:
-        rows = [
-            {
-                "slug": r.slug, "provider": r.provider, "endpoint": r.endpoint,
-                "authType": r.auth_type, "username": r.username, "appIds": list(r.app_ids),
-                "updatedAt": r.updated_at, "lastUsedAt": r.last_used_at,
-            }
-            for r in remote
-        ]
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    from reconciler.render import printable
-
-    header = ("SLUG", "PROVIDER", "ENDPOINT", "AUTH", "USERNAME", "APPS", "LAST USED")
-    rows = [
-        tuple(printable(str(v)) for v in (
-            r.slug, r.provider, r.endpoint, r.auth_type, r.username,
-            ",".join(r.app_ids) or "all", r.last_used_at or "never"))
-        for r in sorted(remote, key=lambda r: r.slug)
-    ]
-    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
-    for row in (header, *rows):
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-    if not rows:
-        _err("The team has no external registries.")
+        render.registries_json(remote, sys.stdout)
+    else:
+        render.registries_table(remote, sys.stdout)
+        if not remote:
+            _err("The team has no external registries.")
     return EXIT_OK
 
 
@@ -458,17 +422,14 @@ def sandbox(
     """Serve a local stand-in for the Vendor API's external registries."""
     from reconciler.sandbox.server import run
 
+    from reconciler.sandbox.faults import parse_rate_limit
+
     limit = None
     if rate_limit:
         try:
-            n, _, per = rate_limit.partition("/")
-            limit = (int(n), float(per or 1))
-            if limit[0] < 1 or limit[1] <= 0:
-                raise ValueError
-        except ValueError:
-            raise typer.BadParameter(
-                f"expected N/SECONDS such as 10/1, got {rate_limit!r}", param_hint="--rate-limit"
-            ) from None
+            limit = parse_rate_limit(rate_limit)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--rate-limit") from None
     run(
         host=host,
         port=port,

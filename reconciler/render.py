@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Sequence
 from typing import TextIO
 
+from reconciler.model import RemoteRegistry
 from reconciler.plan import Change, FieldChange, Plan
 
 GREEN, YELLOW, RED, BOLD, RESET = "\033[32m", "\033[33m", "\033[31m", "\033[1m", "\033[0m"
@@ -177,3 +179,29 @@ def _cut(lines: list[str], *, budget: int) -> list[str]:
 
 def render_json(plan: Plan, stream: TextIO) -> None:
     stream.write(json.dumps(plan.data, indent=2) + "\n")
+
+
+def registries_table(remote: Sequence[RemoteRegistry], stream: TextIO) -> None:
+    """The team's registries as an aligned table, values escaped like a plan's."""
+    header = ("SLUG", "PROVIDER", "ENDPOINT", "AUTH", "USERNAME", "APPS", "LAST USED")
+    rows = [
+        tuple(printable(str(v)) for v in (
+            r.slug, r.provider, r.endpoint, r.auth_type, r.username,
+            ",".join(r.app_ids) or "all", r.last_used_at or "never"))
+        for r in sorted(remote, key=lambda r: r.slug)
+    ]
+    widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+    for row in (header, *rows):
+        stream.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def registries_json(remote: Sequence[RemoteRegistry], stream: TextIO) -> None:
+    rows = [
+        {
+            "slug": r.slug, "provider": r.provider, "endpoint": r.endpoint,
+            "authType": r.auth_type, "username": r.username, "appIds": list(r.app_ids),
+            "updatedAt": r.updated_at, "lastUsedAt": r.last_used_at,
+        }
+        for r in remote
+    ]
+    stream.write(json.dumps(rows, indent=2) + "\n")

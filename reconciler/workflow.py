@@ -13,7 +13,7 @@ returns values; nothing prints. The order matters and is the safety story:
 from __future__ import annotations
 
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,6 +110,65 @@ def make_plan(
         prune=prune,
         targets=tuple(targets),
     )
+
+
+def run_apply(
+    config_path: str | os.PathLike,
+    *,
+    env: Mapping[str, str],
+    token: str | None = None,
+    origin: str | None = None,
+    state_path: str | os.PathLike | None = None,
+    saved=None,
+    prune: bool = False,
+    targets: Collection[str] = (),
+    parallelism: int = 4,
+    skip_tests: bool = False,
+    force: bool = False,
+    on_config: Callable[[Config], None] = lambda config: None,
+    show_plan: Callable | None = None,
+    confirm: Callable | None = None,
+    on_change: Callable | None = None,
+    on_test: Callable | None = None,
+):
+    """Plan under the state lock; refuse a saved plan that no longer holds, and more
+    deletes than max_deletes unless ``force``; show the plan and ask ``confirm`` when
+    given; make the changes; run the image tests. Returns the ``ApplyResult``, or None
+    when ``confirm`` said no (nothing was changed)."""
+    from reconciler.apply import (
+        ApplyResult, apply_plan, run_image_tests, skipped_tests, untestable,
+    )
+    from reconciler.state import StateLock
+
+    desired = load_desired(config_path, env=env)
+    token = api_token(env, token)
+    state_file = Path(state_path) if state_path else default_state_path(config_path)
+    with open_api(env, token=token, origin=origin) as api, StateLock(state_file):
+        session = make_plan(
+            desired, env=env, api=api, token=token, state_path=state_file, prune=prune,
+            targets=targets,
+        )
+        on_config(session.config)
+        if saved is not None:
+            check_saved_plan(saved, session)
+        if show_plan is not None:
+            show_plan(session.plan)
+        session.plan.raise_if_unsafe(force=force)  # before asking: a refusal asks nothing
+        if confirm is not None and session.plan.has_changes and not confirm(session.plan):
+            return None
+        outcomes = apply_plan(
+            session.plan, api, state=session.state, state_path=session.state_path,
+            fingerprinter=session.fingerprinter, parallelism=parallelism, on_event=on_change,
+        )
+        slugs = set(targets) if targets else None
+        if skip_tests:
+            tests = skipped_tests(session.config, reason="--skip-tests", slugs=slugs)
+        else:
+            tests = run_image_tests(
+                session.config, api, parallelism=parallelism, slugs=slugs,
+                skip=untestable(outcomes), on_event=on_test,
+            )
+    return ApplyResult(changes=tuple(outcomes), tests=tuple(tests))
 
 
 def save_session_plan(session: Session, out: str | os.PathLike) -> None:
