@@ -135,16 +135,24 @@ def _error_text(exc: BaseException) -> str:
 
 
 class _Recorder:
-    """Records each success in the shared State and saves it at once, one writer at a time."""
+    """Records each success in the shared State and has it on disk before ``record``
+    returns. Group commit: while one worker writes the file, the records of the others
+    gather and go out together in the next write, instead of one fsync each in a queue
+    (which cost ~4 ms a round of 4 creates on an ordinary disk)."""
 
     def __init__(self, state: State, state_path, fingerprinter: Fingerprinter):
         self.state = state
         self.path = state_path
         self.fingerprinter = fingerprinter
         self.lock = threading.Lock()
+        self._written = threading.Condition(self.lock)
+        self._newest = None  # the newest snapshot not yet handed to a write
+        self._writing = False
+        self._durable = state.serial  # serial of the newest snapshot on disk
+        self._failed: dict[int, Exception] = {}  # serial -> why its write failed
 
     def record(self, change: Change, remote: RemoteRegistry | None) -> None:
-        from reconciler.state import RegistryState, save_state
+        from reconciler.state import RegistryState, snapshot_state, write_snapshot
 
         with self.lock:
             regs = self.state.registries
@@ -168,7 +176,34 @@ class _Recorder:
                     team_id=(remote.team_id or None) if remote else None,
                 )
             self.state.key_id = self.fingerprinter.key_id  # the key of the newest fingerprints
-            save_state(self.path, self.state)
+            mine = snapshot_state(self.state)
+            self._newest = mine
+            while True:
+                if mine.serial in self._failed:
+                    raise self._failed.pop(mine.serial)
+                if self._durable >= mine.serial:
+                    return
+                if self._writing:  # our record goes out with the next write
+                    self._written.wait()
+                    continue
+                # Nobody is writing: write the newest snapshot (it holds our record and
+                # every one made since), then wake the workers whose records it carried.
+                batch, self._newest, self._writing = self._newest, None, True
+                self.lock.release()
+                try:
+                    write_snapshot(self.path, batch)
+                    error = None
+                except Exception as exc:  # noqa: BLE001 - reported to each record it carried
+                    error = exc
+                finally:
+                    self.lock.acquire()
+                    self._writing = False
+                if error is None:
+                    self._durable = batch.serial
+                else:
+                    for serial in range(self._durable + 1, batch.serial + 1):
+                        self._failed[serial] = error
+                self._written.notify_all()
 
 
 def _run_change(change: Change, api: VendorAPI, recorder: _Recorder) -> ChangeOutcome:

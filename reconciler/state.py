@@ -22,8 +22,9 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 from reconciler.errors import StateError
@@ -143,8 +144,11 @@ def load_state(path) -> State:
     return _state_from_data(path, data)
 
 
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600. Raises OSError."""
+def write_atomic(path: str, text: str, *, newer_than: Callable[[], bool] | None = None) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600. Raises OSError.
+
+    ``newer_than``, when given, is called under a lock just before the rename; if it
+    says a newer version is already in place, this one is dropped instead."""
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
@@ -153,7 +157,11 @@ def write_atomic(path: str, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with _install_lock:
+            if newer_than is not None and newer_than():
+                os.unlink(tmp)
+                return
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -173,27 +181,57 @@ def write_atomic(path: str, text: str) -> None:
 
 
 _save_lock = threading.Lock()
+_install_lock = threading.Lock()
+_installed: dict[tuple[str, str], int] = {}  # (path, lineage) -> newest serial in place
 
 
-def save_state(path, state: State) -> None:
-    """Write ``state`` atomically; increments ``state.serial`` and sets the lineage once.
+class Snapshot(NamedTuple):
+    lineage: str
+    serial: int
+    state: State  # a copy: turned into text by whoever writes it
 
-    Safe to call from several threads (saves are serialised); callers that change
-    ``state.registries`` from several threads must guard those changes themselves.
-    """
-    path = os.fspath(path)
+
+def snapshot_state(state: State) -> Snapshot:
+    """Take the next serial and a copy of the state to write (cheap: the registries'
+    records are replaced, never changed in place). The caller must keep
+    ``state.registries`` from changing meanwhile (hold the lock that guards it)."""
     with _save_lock:
         if not state.lineage:
             state.lineage = uuid.uuid4().hex
         state.serial += 1
-        text = json.dumps(state.to_data(), indent=2) + "\n"
-        try:
-            write_atomic(path, text)
-        except OSError as exc:
-            state.serial -= 1
-            raise StateError(
-                f"{path}: cannot write the state file: {exc.strerror or exc}"
-            ) from exc
+        copy = State(serial=state.serial, lineage=state.lineage, key_id=state.key_id,
+                     registries=dict(state.registries))
+        return Snapshot(state.lineage, state.serial, copy)
+
+
+def write_snapshot(path, snapshot: Snapshot) -> None:
+    """Write a snapshot from ``snapshot_state``. Threads may call this at once: the slow
+    part (writing and fsync of a temporary file) runs in parallel, and an older snapshot
+    of the same state never replaces a newer one, so the file holds the newest saved."""
+    path = os.fspath(path)
+    key = (os.path.abspath(path), snapshot.lineage)
+
+    def newer_in_place() -> bool:
+        if _installed.get(key, 0) > snapshot.serial:
+            return True
+        _installed[key] = snapshot.serial
+        return False
+
+    try:
+        text = json.dumps(snapshot.state.to_data(), indent=2) + "\n"
+        write_atomic(path, text, newer_than=newer_in_place)
+    except OSError as exc:
+        raise StateError(f"{path}: cannot write the state file: {exc.strerror or exc}") from exc
+
+
+def save_state(path, state: State) -> None:
+    """Write ``state`` atomically; increments ``state.serial`` and sets the lineage once."""
+    snapshot = snapshot_state(state)
+    try:
+        write_snapshot(path, snapshot)
+    except StateError:
+        state.serial -= 1
+        raise
 
 
 class StateLock:

@@ -421,3 +421,15 @@ def test_a_state_file_from_another_team_does_not_hide_that_team_s_stale_credenti
     finally:
         team_a.stop()
         team_b.stop()
+
+
+def test_when_the_state_cannot_be_saved_every_change_says_so_and_nothing_hangs(api, tmp_path, fp):
+    """The group commit hands a failed write to every record it carried."""
+    regs = [desired(i, f"reg-{i}") for i in range(8)]
+    plan = plan_for(config_of(*regs), api, State(), fp)
+    outcomes = apply_plan(plan, api, state=State(), state_path=tmp_path / "gone" / "state.json",
+                          fingerprinter=fp, parallelism=4)
+    assert [o.status for o in outcomes] == ["failed"] * 8
+    assert all(o.error.startswith("applied, but the state file could not be saved: ")
+               for o in outcomes)
+    assert {r.slug for r in api.list_registries()} == {f"reg-{i}" for i in range(8)}
