@@ -410,3 +410,37 @@ def test_an_unwritable_report_path_stops_apply_before_any_change(project, regist
     proc = project.regsync("apply", "--auto-approve", "--report", "no/such/dir/r.json", expect=1)
     assert "cannot write no/such/dir/r.json" in proc.stderr
     assert project.remote() == {}
+
+
+def test_the_sandbox_command_serves_the_cli_and_stops_on_ctrl_c(tmp_path):
+    import signal
+
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "reconciler", "sandbox", "--port", "0", "--db", "sandbox.db",
+         "--token", "t0ken-for-the-test"],
+        cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        origin = None
+        deadline = time.monotonic() + 20
+        while origin is None and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, "regsync sandbox exited before printing its origin"
+            if line.startswith("REPLICATED_API_ORIGIN="):
+                origin = line.strip().split("=", 1)[1]
+        listed = run(["ls", "--format", "json"], cwd=tmp_path,
+                     env={**env, "REPLICATED_API_TOKEN": "t0ken-for-the-test",
+                          "REPLICATED_API_ORIGIN": origin})
+        assert listed.returncode == 0 and json.loads(listed.stdout) == []
+        proc.send_signal(signal.SIGINT)
+        rest, _ = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    assert "Traceback" not in rest
+    assert "GET /vendor/v3/external_registries 200" in rest
+    assert (tmp_path / "sandbox.db.key").stat().st_mode & 0o777 == 0o600
