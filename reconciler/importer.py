@@ -38,6 +38,8 @@ def _auth_mode(provider: Provider, api_auth_type: str) -> tuple[str, AuthMode] |
 
 def _entry(reg: RemoteRegistry, used: set[str]) -> tuple[dict | None, str]:
     """The YAML mapping for one registry, or None and why it cannot be imported."""
+    if reg.is_replicated:
+        return None, "provided by Replicated itself (isReplicated); regsync leaves it alone"
     provider = PROVIDERS.get(reg.provider)
     if provider is None:
         return None, f"provider {reg.provider!r} is not one regsync manages"

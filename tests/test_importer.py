@@ -104,8 +104,11 @@ def test_placeholders_are_valid_unique_env_names_and_the_output_is_deterministic
 
 def test_a_registry_regsync_cannot_manage_is_named_in_a_comment_not_written():
     text = import_config([RemoteRegistry("odd", "artifactory", "x.example.com", "password", "u"),
-                          RemoteRegistry("ghcr-pw", "ghcr", "ghcr.io", "password", "u")])
+                          RemoteRegistry("ghcr-pw", "ghcr", "ghcr.io", "password", "u"),
+                          RemoteRegistry("proxy", "other", "proxy.replicated.com", "password",
+                                         "u", is_replicated=True)])
     assert "# not imported: 'odd': provider 'artifactory' is not one regsync manages" in text
+    assert "# not imported: 'proxy': provided by Replicated itself (isReplicated)" in text
     assert "# not imported: 'ghcr-pw': ghcr with authType 'password' is not supported" in text
     assert yaml.safe_load(text)["registries"] == []
 
