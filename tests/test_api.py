@@ -4,7 +4,6 @@ typed results, each error with the API's message, the token and the headers."""
 from __future__ import annotations
 
 import json
-import socket
 import uuid
 
 import httpx
@@ -23,34 +22,7 @@ from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteR
 from reconciler.retry import RetryPolicy
 from reconciler.sandbox.faults import FaultRule
 from reconciler.secret import Secret
-
-FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, max_attempts=5, total_time=10.0)
-
-
-def write(slug: str | None = "acme", endpoint: str = "registry.example.com", **kw) -> RegistryWrite:
-    fields = dict(provider="other", auth_type="password", username="robot",
-                  password=Secret("hunter2"), skip_validation=True)
-    fields.update(kw)
-    return RegistryWrite(slug=slug, endpoint=endpoint, **fields)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def unused_port() -> int:
-    return closed_port()
-
-
-@pytest.fixture
-def api(sandbox):
-    with VendorAPI(token=sandbox.token, origin=sandbox.origin, retry=FAST) as client:
-        yield client
-
+from tests.fixtures.apiclient import FAST, write
 
 # --- happy paths ---------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from reconciler.model import RegistryWrite
 from reconciler.retry import RetryPolicy, parse_retry_after
 from reconciler.sandbox.faults import FaultRule
 from reconciler.secret import Secret
-from tests.test_api import FAST, api, closed_port, write  # noqa: F401 - api is a fixture
+from tests.fixtures.apiclient import FAST, closed_port, write
 
 LIST = r"^/external_registries$"
 CREATE = r"^/external_registry$"
