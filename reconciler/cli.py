@@ -158,14 +158,10 @@ def plan(
     """Show what apply would change, without changing anything."""
     from reconciler import workflow
 
-    env = os.environ
-    desired = workflow.load_desired(config, env=env)
-    token = workflow.api_token(env, api_token)
-    with workflow.open_api(env, token=token, origin=api_origin) as api:
-        session = workflow.make_plan(
-            desired, env=env, api=api, token=token, state_path=state, prune=prune,
-            targets=target or (),
-        )
+    session = workflow.run_plan(
+        config, env=os.environ, token=api_token, origin=api_origin, state_path=state,
+        prune=prune, targets=target or (),
+    )
     _print_warnings(session.config)
     _render_plan(session.plan, fmt, sys.stdout)
     if out:

@@ -49,7 +49,6 @@ class Session:
     """One plan's inputs and result, kept together so apply can use them."""
 
     config: Config
-    config_path: Path
     state_path: Path
     state: object  # reconciler.state.State
     remote: list[RemoteRegistry]
@@ -57,6 +56,10 @@ class Session:
     plan: object  # reconciler.plan.Plan
     prune: bool
     targets: tuple[str, ...]
+
+    @property
+    def config_path(self) -> Path:
+        return Path(self.config.path)
 
     def fingerprints(self) -> dict[str, str]:
         from reconciler.planfile import fingerprints
@@ -86,9 +89,8 @@ def make_plan(
     from reconciler.diff import diff
     from reconciler.state import Fingerprinter, load_state, state_key
 
-    config_path = config.path
     remote = api.list_registries()
-    state_file = Path(state_path) if state_path else default_state_path(config_path)
+    state_file = Path(state_path) if state_path else default_state_path(config.path)
     state = load_state(state_file)
     fingerprinter = Fingerprinter(state_key(env, token))
     plan = diff(
@@ -101,7 +103,6 @@ def make_plan(
     )
     return Session(
         config=config,
-        config_path=Path(config_path),
         state_path=state_file,
         state=state,
         remote=remote,
@@ -110,6 +111,24 @@ def make_plan(
         prune=prune,
         targets=tuple(targets),
     )
+
+
+def run_plan(
+    config_path: str | os.PathLike,
+    *,
+    env: Mapping[str, str],
+    token: str | None = None,
+    origin: str | None = None,
+    state_path: str | os.PathLike | None = None,
+    prune: bool = False,
+    targets: Collection[str] = (),
+) -> Session:
+    """Steps 1 to 4, in their order: the file, its secrets, the token, then the API."""
+    desired = load_desired(config_path, env=env)
+    token = api_token(env, token)
+    with open_api(env, token=token, origin=origin) as api:
+        return make_plan(desired, env=env, api=api, token=token, state_path=state_path,
+                         prune=prune, targets=targets)
 
 
 def run_apply(
