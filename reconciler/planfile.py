@@ -18,7 +18,7 @@ from pathlib import Path
 from reconciler.errors import PlanError
 from reconciler.model import Config, RemoteRegistry
 from reconciler.plan import Plan
-from reconciler.state import Fingerprinter, write_atomic
+from reconciler.state import Fingerprinter, read_text, write_atomic
 
 PLANFILE_FORMAT_VERSION = 1
 _KIND = "regsync-plan"
@@ -105,11 +105,7 @@ def save_plan(
 
 def load_plan(path) -> SavedPlan:
     path = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise PlanError(f"{path}: cannot read the plan file: {reason}") from exc
+    text = read_text(path, what="plan file", error=PlanError)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

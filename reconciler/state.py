@@ -126,13 +126,9 @@ def _state_from_data(path: str, data: object) -> State:
 def load_state(path) -> State:
     """The state at ``path``; an empty State when the file does not exist yet."""
     path = os.fspath(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    text = read_text(path, what="state file", error=StateError, missing_ok=True)
+    if text is None:
         return State()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise StateError(f"{path}: cannot read the state file: {reason}") from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -142,6 +138,20 @@ def load_state(path) -> State:
             "(every credential will then be re-set)"
         ) from exc
     return _state_from_data(path, data)
+
+
+def read_text(path: str, *, what: str, error: type[Exception], missing_ok: bool = False) -> str | None:
+    """The UTF-8 text of ``path`` (None when it does not exist and ``missing_ok``); a
+    file that cannot be read raises ``error`` naming the file and what it is."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        if missing_ok:
+            return None
+        reason = exc.strerror
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    raise error(f"{path}: cannot read the {what}: {reason}")
 
 
 def write_atomic(path: str, text: str, *, newer_than: Callable[[], bool] | None = None) -> None:
