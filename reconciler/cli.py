@@ -388,6 +388,41 @@ def list_registries(
     return EXIT_OK
 
 
+@app.command("logs")
+def registry_logs(
+    slugs: Annotated[
+        Optional[list[str]],
+        typer.Argument(help="Registries to show. [default: every registry of the team]", show_default=False),
+    ] = None,
+    fmt: Annotated[ListFormat, typer.Option("--format", help="Output format.")] = ListFormat.table,
+    since: Annotated[
+        Optional[str],
+        typer.Option("--since", metavar="DURATION", help="Only entries this recent: 30m, 24h, 7d, 1h30m.", show_default=False),
+    ] = None,
+    failures: Annotated[bool, typer.Option("--failures", help="Only failed pulls and tests.")] = False,
+    api_token: TokenOpt = None,
+    api_origin: OriginOpt = None,
+) -> int:
+    """Show the pull logs the Vendor API keeps for the team's registries."""
+    from reconciler import logs, workflow
+
+    window = None
+    if since is not None:
+        try:
+            window = logs.parse_duration(since)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--since") from None
+    with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
+        entries = logs.select(logs.fetch(api, slugs or ()), since=window, failures=failures)
+    if fmt is ListFormat.json:
+        logs.render_json(entries, sys.stdout)
+    elif entries:
+        logs.render_table(entries, sys.stdout)
+    else:
+        _err("No log entries" + (" match" if window or failures else "") + ".")
+    return EXIT_OK
+
+
 @app.command()
 def sandbox(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",

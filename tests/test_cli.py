@@ -7,7 +7,7 @@ import typer
 
 from reconciler.cli import app, main
 
-COMMANDS = ["validate", "plan", "apply", "test", "import", "ls", "sandbox"]
+COMMANDS = ["validate", "plan", "apply", "test", "import", "ls", "logs", "sandbox"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
