@@ -75,6 +75,14 @@ TargetOpt = Annotated[
 PruneOpt = Annotated[
     bool, typer.Option("--prune", help="Delete team registries the file does not list.")
 ]
+CheckCredentialsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--check-credentials",
+        help="First have the API pull each new or changed registry's first tests: image "
+        "with the file's credentials.",
+    ),
+]
 
 
 def _err(message: str) -> None:
@@ -152,6 +160,7 @@ def plan(
     ] = False,
     target: TargetOpt = None,
     prune: PruneOpt = False,
+    check_credentials: CheckCredentialsOpt = False,
     api_token: TokenOpt = None,
     api_origin: OriginOpt = None,
 ) -> int:
@@ -160,9 +169,11 @@ def plan(
 
     session = workflow.run_plan(
         config, env=os.environ, token=api_token, origin=api_origin, state_path=state,
-        prune=prune, targets=target or (),
+        prune=prune, targets=target or (), check_credentials=check_credentials,
     )
     _print_warnings(session.config)
+    if session.checks is not None:
+        return _render_checked_plan(session, fmt, out, detailed_exitcode)
     _render_plan(session.plan, fmt, sys.stdout)
     if out:
         workflow.save_session_plan(session, out)
@@ -170,6 +181,28 @@ def plan(
     if detailed_exitcode and session.plan.has_changes:
         return EXIT_CHANGES
     return EXIT_OK
+
+
+def _render_checked_plan(session, fmt: PlanFormat, out: Optional[Path], detailed_exitcode: bool) -> int:
+    """The plan and its credential checks; exit 1, and no saved plan, when one failed."""
+    from reconciler import credcheck, workflow
+
+    checks = session.checks
+    if fmt is PlanFormat.json:
+        credcheck.plan_json(session.plan, checks, sys.stdout)
+    else:
+        _render_plan(session.plan, fmt, sys.stdout)
+        render = credcheck.render_markdown if fmt is PlanFormat.markdown else credcheck.render_text
+        render(checks, sys.stdout)
+    failed = [c.slug for c in checks if c.failed]
+    if failed:
+        _err(f"error: the credentials in the file failed the check for {', '.join(failed)}"
+             + ("; the plan was not saved" if out else ""))
+        return EXIT_ERROR
+    if out:
+        workflow.save_session_plan(session, out)
+        _err(f"Saved the plan to {out}. Apply it with: regsync apply {out}")
+    return EXIT_CHANGES if detailed_exitcode and session.plan.has_changes else EXIT_OK
 
 
 def _confirm(plan) -> bool:
@@ -208,6 +241,13 @@ def _print_test(outcome) -> None:
     sys.stdout.flush()
 
 
+def _print_checks(checks) -> None:
+    from reconciler import credcheck
+
+    credcheck.render_text(checks, sys.stdout)
+    sys.stdout.flush()
+
+
 @app.command()
 def apply(
     planfile: Annotated[
@@ -230,6 +270,14 @@ def apply(
     ] = None,
     target: TargetOpt = None,
     prune: PruneOpt = False,
+    check_credentials: Annotated[
+        bool,
+        typer.Option(
+            "--check-credentials",
+            help="Before any change, have the API pull each new or changed registry's first "
+            "tests: image with the file's credentials; change nothing when one fails.",
+        ),
+    ] = False,
     api_token: TokenOpt = None,
     api_origin: OriginOpt = None,
 ) -> int:
@@ -271,6 +319,8 @@ def apply(
         parallelism=parallelism,
         skip_tests=skip_tests,
         force=force,
+        check_credentials=check_credentials,
+        on_checks=_print_checks,
         on_config=_print_warnings,
         show_plan=None if saved else lambda p: _render_plan(p, PlanFormat.text, sys.stdout),
         confirm=None if (saved or auto_approve) else _confirm,

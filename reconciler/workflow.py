@@ -56,6 +56,7 @@ class Session:
     plan: object  # reconciler.plan.Plan
     prune: bool
     targets: tuple[str, ...]
+    checks: tuple | None = None  # CredentialChecks, when --check-credentials ran
 
     @property
     def config_path(self) -> Path:
@@ -122,13 +123,21 @@ def run_plan(
     state_path: str | os.PathLike | None = None,
     prune: bool = False,
     targets: Collection[str] = (),
+    check_credentials: bool = False,
 ) -> Session:
-    """Steps 1 to 4, in their order: the file, its secrets, the token, then the API."""
+    """Steps 1 to 4, in their order: the file, its secrets, the token, then the API;
+    with ``check_credentials``, the API then tests each new or changed registry's
+    credentials from the file (``Session.checks``)."""
     desired = load_desired(config_path, env=env)
     token = api_token(env, token)
     with open_api(env, token=token, origin=origin) as api:
-        return make_plan(desired, env=env, api=api, token=token, state_path=state_path,
-                         prune=prune, targets=targets)
+        session = make_plan(desired, env=env, api=api, token=token, state_path=state_path,
+                            prune=prune, targets=targets)
+        if check_credentials:
+            from reconciler.credcheck import check_credentials as run_checks
+
+            session.checks = run_checks(session.plan, api)
+        return session
 
 
 def run_apply(
@@ -144,6 +153,8 @@ def run_apply(
     parallelism: int = 4,
     skip_tests: bool = False,
     force: bool = False,
+    check_credentials: bool = False,
+    on_checks: Callable | None = None,
     on_config: Callable[[Config], None] = lambda config: None,
     show_plan: Callable | None = None,
     confirm: Callable | None = None,
@@ -151,9 +162,11 @@ def run_apply(
     on_test: Callable | None = None,
 ):
     """Plan under the state lock; refuse a saved plan that no longer holds, and more
-    deletes than max_deletes unless ``force``; show the plan and ask ``confirm`` when
-    given; make the changes; run the image tests. Returns the ``ApplyResult``, or None
-    when ``confirm`` said no (nothing was changed)."""
+    deletes than max_deletes unless ``force``; show the plan; with
+    ``check_credentials``, test the file's credentials (``on_checks`` sees the results)
+    and change nothing when one fails; ask ``confirm`` when given; make the changes;
+    run the image tests. Returns the ``ApplyResult``, or None when ``confirm`` said no
+    (nothing was changed)."""
     from reconciler.apply import (
         ApplyResult, apply_plan, run_image_tests, skipped_tests, untestable,
     )
@@ -173,6 +186,14 @@ def run_apply(
         if show_plan is not None:
             show_plan(session.plan)
         session.plan.raise_if_unsafe(force=force)  # before asking: a refusal asks nothing
+        if check_credentials:
+            from reconciler.credcheck import check_credentials as run_checks
+            from reconciler.credcheck import raise_if_failed
+
+            checks = run_checks(session.plan, api, parallelism=parallelism)
+            if on_checks is not None:
+                on_checks(checks)
+            raise_if_failed(checks)  # before asking, and before any change
         if confirm is not None and session.plan.has_changes and not confirm(session.plan):
             return None
         outcomes = apply_plan(
