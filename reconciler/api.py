@@ -35,7 +35,7 @@ from reconciler.errors import (
     APIServerError,
     APIUnavailable,
 )
-from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry
+from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry, TeamApp
 from reconciler.retry import DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after
 from reconciler.secret import Secret
 
@@ -241,6 +241,21 @@ class VendorAPI:
             return [RegistryLog.from_api(entry) for entry in logs]
         except (TypeError, ValueError, OverflowError):  # e.g. a statusCode that is not a number
             raise self._shape(response, what, "a log entry has a field of the wrong type") from None
+
+    def list_apps(self) -> list[TeamApp]:
+        """The team's applications (``GET /v3/apps``; ``{}`` when there are none)."""
+        what = "list apps"
+        response = self._request("GET", "/v3/apps", what=what)
+        apps = self._json(response, what).get("apps")
+        if apps is None:
+            return []
+        if not isinstance(apps, list) or not all(
+            isinstance(a, dict) and isinstance(a.get("id"), str) and isinstance(a.get("slug"), str)
+            for a in apps
+        ):
+            raise self._shape(response, what, "'apps' is not a list of apps with an id and a slug")
+        return [TeamApp(id=a["id"], slug=a["slug"],
+                        name=a["name"] if isinstance(a.get("name"), str) else "") for a in apps]
 
     # --- one logical call ------------------------------------------------------
 

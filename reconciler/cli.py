@@ -406,7 +406,13 @@ def import_registries(
     if output is not None and output.exists() and not force:
         raise RegsyncError(f"{output} exists; pass --force to overwrite it")
     with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
-        text = import_config(api.list_registries())
+        remote = api.list_registries()
+        names = None
+        if any(r.app_ids for r in remote):  # write app scopes as slugs
+            from reconciler.apps import app_names
+
+            names = app_names(api.list_apps())
+        text = import_config(remote, app_names=names)
     if output is None:
         sys.stdout.write(text)
     else:

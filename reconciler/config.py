@@ -284,6 +284,7 @@ def _build(doc: yamlpos.Document, sops: bool, warnings: tuple) -> Config:
         )
         line, col = doc.value_pos(("registries", i))
         app_ids = entry.get("app_ids")
+        apps = entry.get("apps")
         registries.append(
             DesiredRegistry(
                 index=i,
@@ -294,6 +295,11 @@ def _build(doc: yamlpos.Document, sops: bool, warnings: tuple) -> Config:
                 username=mode.fixed_username or entry[mode.username_field],
                 secret_ref=secret_ref,
                 app_ids=tuple(app_ids) if app_ids is not None else None,
+                app_slugs=tuple(apps) if apps is not None else None,
+                app_slug_positions=tuple(
+                    Position(doc.file, *doc.value_pos(("registries", i, "apps", j)))
+                    for j in range(len(apps or ()))
+                ),
                 tests=tuple(entry.get("tests") or ()),
                 skip_validation=bool(entry.get("skip_validation", False)),
                 position=Position(doc.file, line, col),

@@ -7,7 +7,8 @@ file: the keyed fingerprint of the secret regsync last set, and the registry's
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from reconciler.errors import PlanError
@@ -158,11 +159,13 @@ def diff(
     *,
     prune: bool,
     targets: Collection[str] | None = None,
+    app_names: Mapping[str, str] | None = None,
 ) -> Plan:
     """The plan that makes the team's registries match ``config``.
 
     ``config`` has resolved secrets. Deletes happen when ``prune`` or
     ``config.settings.prune`` is set; ``targets`` limits the plan to those slugs.
+    With ``app_names`` (app ID -> slug), app scopes are shown by slug.
     """
     settings = config.settings
     prune = prune or settings.prune
@@ -237,6 +240,8 @@ def diff(
             f"more than settings.max_deletes "
             f"({settings.max_deletes}). regsync apply refuses it without --force.",
         )
+    if app_names:
+        changes = [_apps_by_slug(c, app_names) for c in changes]
     return Plan(
         changes=tuple(changes),
         unmanaged=tuple(unmanaged),
@@ -244,3 +249,15 @@ def diff(
         warnings=tuple(warnings),
         max_deletes=settings.max_deletes,
     )
+
+
+def _apps_by_slug(change: Change, names: Mapping[str, str]) -> Change:
+    """``change`` with its appIds field showing app slugs (IDs the team lacks stay IDs)."""
+    from reconciler.apps import named
+
+    fields = tuple(
+        replace(f, old=named(f.old, names) if f.old is not None else None, new=named(f.new, names))
+        if f.name == "appIds" else f
+        for f in change.fields
+    )
+    return replace(change, fields=fields)

@@ -10,7 +10,7 @@ validates and plans to no change apart from the credentials ("will be set").
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from reconciler.model import RemoteRegistry
 from reconciler.providers import PROVIDERS, AuthMode, Provider
@@ -36,7 +36,7 @@ def _auth_mode(provider: Provider, api_auth_type: str) -> tuple[str, AuthMode] |
     return None
 
 
-def _entry(reg: RemoteRegistry, used: set[str]) -> tuple[dict | None, str]:
+def _entry(reg: RemoteRegistry, used: set[str], app_names: Mapping[str, str]) -> tuple[dict | None, str]:
     """The YAML mapping for one registry, or None and why it cannot be imported."""
     if reg.is_replicated:
         return None, "provided by Replicated itself (isReplicated); regsync leaves it alone"
@@ -64,19 +64,26 @@ def _entry(reg: RemoteRegistry, used: set[str]) -> tuple[dict | None, str]:
     used.add(var)
     entry[mode.secret_field] = f"${{{var}}}"
     if reg.app_ids:
-        entry["app_ids"] = sorted(reg.app_ids)
+        slugs = sorted(app_names[i] for i in set(reg.app_ids) if i in app_names)
+        ids = sorted(i for i in set(reg.app_ids) if i not in app_names)
+        if slugs:
+            entry["apps"] = slugs
+        if ids:  # an app the team's list lacks keeps its ID
+            entry["app_ids"] = ids
     return entry, ""
 
 
-def import_config(remote: Sequence[RemoteRegistry]) -> str:
-    """YAML text of a registries file listing ``remote`` (sorted by slug)."""
+def import_config(remote: Sequence[RemoteRegistry], *,
+                  app_names: Mapping[str, str] | None = None) -> str:
+    """YAML text of a registries file listing ``remote`` (sorted by slug). With
+    ``app_names`` (app ID -> slug), app scopes are written as `apps:` slugs."""
     import yaml
 
     used: set[str] = set()
     entries: list[dict] = []
     skipped: list[str] = []
     for reg in sorted(remote, key=lambda r: r.slug):
-        entry, why = _entry(reg, used)
+        entry, why = _entry(reg, used, app_names or {})
         if entry is None:
             skipped.append(f"# not imported: {reg.slug!r}: {why}\n")
         else:

@@ -65,6 +65,9 @@ class DesiredRegistry:
     secret_ref: SecretRef
     app_ids: tuple[str, ...] | None = None  # None: omitted = every app of the team
     tests: tuple[str, ...] = ()
+    # `apps:` (slugs), until workflow resolves them into app_ids; with the position of each
+    app_slugs: tuple[str, ...] | None = None
+    app_slug_positions: tuple[Position, ...] = field(default=(), compare=False)
     skip_validation: bool = False
     position: Position | None = None
     secret: Secret | None = None
@@ -118,6 +121,15 @@ class RemoteRegistry:
             is_replicated=bool(d.get("isReplicated")),
             last_used_at=d.get("lastUsedAt"),
         )
+
+
+@dataclass(frozen=True)
+class TeamApp:
+    """An application of the team, as ``GET /v3/apps`` lists it."""
+
+    id: str
+    slug: str
+    name: str = ""
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,15 @@ def make_plan(
     targets: Collection[str] = (),
 ) -> Session:
     """Steps 3 and 4, for a ``config`` from ``load_desired``."""
+    from reconciler.apps import app_names, needs_apps, resolve_apps
     from reconciler.diff import diff
     from reconciler.state import Fingerprinter, load_state, state_key
 
+    names = None
+    if needs_apps(config):  # one GET /v3/apps, only when the file names apps by slug
+        team_apps = api.list_apps()
+        config = resolve_apps(config, team_apps)
+        names = app_names(team_apps)
     remote = api.list_registries()
     state_file = Path(state_path) if state_path else default_state_path(config.path)
     state = load_state(state_file)
@@ -101,6 +107,7 @@ def make_plan(
         fingerprinter,
         prune=prune,
         targets=set(targets) if targets else None,
+        app_names=names,
     )
     return Session(
         config=config,

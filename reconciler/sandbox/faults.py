@@ -20,7 +20,7 @@ from collections import deque
 from dataclasses import asdict, dataclass, fields
 
 ACTIONS = ("error", "drop_before", "drop_after", "error_after")
-OPERATIONS = ("list", "create", "update", "delete", "test", "logs", "iam")
+OPERATIONS = ("list", "create", "update", "delete", "test", "logs", "iam", "apps")
 WRITE_OPERATIONS = frozenset({"create", "update", "delete"})
 
 

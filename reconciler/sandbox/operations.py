@@ -259,5 +259,10 @@ def _iam(sandbox, slug, body, query):
     return 200, dict(IAM_SAMPLE)
 
 
-HANDLERS = {"list": _list, "create": _create, "update": _update, "delete": _delete,
+def _apps(sandbox, slug, body, query):
+    apps = sandbox.apps()
+    return 200, ({"apps": apps} if apps else {})
+
+
+HANDLERS = {"apps": _apps, "list": _list, "create": _create, "update": _update, "delete": _delete,
              "test": _test, "logs": _logs, "iam": _iam}

@@ -17,8 +17,13 @@ regsync (or the official CLI) at it. Choices where the contract is silent:
 - A read-only token (``readonly_token``) may list, read logs and the IAM config;
   create, update, delete and test answer 403.
 
+- ``GET /v3/apps`` (the official CLI's ListApps) answers the apps seeded with
+  ``POST /_sandbox/apps`` or ``SandboxServer(apps=...)``: ``{"apps": [...]}``, and
+  ``{}`` when there are none, as the real API does.
+
 Control endpoints (same token, never faulted or counted): ``GET /_sandbox/stats``,
-``POST /_sandbox/faults``, ``POST /_sandbox/reset``.
+``POST /_sandbox/faults``, ``POST /_sandbox/reset``, ``POST /_sandbox/apps``
+(``{"apps": [{"id", "name", "slug"}]}``: the team's apps, replacing any before).
 """
 
 from __future__ import annotations
@@ -47,10 +52,11 @@ _ROUTES = (
     ("PUT", re.compile(r"^/external_registry/test$"), "test"),
     ("GET", re.compile(r"^/external_registry/logs$"), "logs"),
     ("GET", re.compile(r"^/external_registry/iam$"), "iam"),
+    ("GET", re.compile(r"^/apps$"), "apps"),
     ("PUT", re.compile(r"^/external_registry/(?P<slug>[^/]+)$"), "update"),
     ("DELETE", re.compile(r"^/external_registry/(?P<slug>[^/]+)$"), "delete"),
 )
-_READ_OPERATIONS = frozenset({"list", "logs", "iam"})
+_READ_OPERATIONS = frozenset({"list", "logs", "iam", "apps"})
 
 
 def route(method: str, raw_path: str) -> tuple[str | None, str | None]:
@@ -225,6 +231,12 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/_sandbox/reset" and self.command == "POST":
             sandbox.reset()
             return self._send(200, {"reset": True})
+        if path == "/_sandbox/apps" and self.command == "POST":
+            try:
+                sandbox.set_apps(json.loads(body or b"{}").get("apps") or [])
+            except (ValueError, TypeError, AttributeError) as exc:
+                return self._send(400, {"message": f"bad apps body: {exc}"})
+            return self._send(200, {"apps": sandbox.apps()})
         if path == "/_sandbox/faults" and self.command == "POST":
             try:
                 sandbox.faults.configure(json.loads(body or b"{}"))
@@ -258,6 +270,7 @@ class SandboxServer:
         upstream_timeout: float = 10.0,
         out=None,
         team_id: str = TEAM_ID,
+        apps=(),
     ):
         if not token:
             raise SandboxError("the sandbox needs a non-empty API token")
@@ -270,7 +283,28 @@ class SandboxServer:
         self.out = out
         self._out_lock = threading.Lock()
         self.store = Store(db=db, key=key, team_id=team_id)
+        self._apps_lock = threading.Lock()
+        self._apps: list[dict] = []
+        self.set_apps(apps)
         self._serving: ServerThread | None = None
+
+    def set_apps(self, apps) -> None:
+        """The team's apps for ``GET /v3/apps``: each a mapping with ``id`` and ``slug``
+        (``name`` defaults to the slug). Raises ValueError for anything else."""
+        seeded = []
+        for app in apps:
+            if not isinstance(app, dict) or not all(
+                isinstance(app.get(k), str) and app.get(k) for k in ("id", "slug")
+            ):
+                raise ValueError("each app needs a non-empty string id and slug")
+            seeded.append({"id": app["id"], "name": str(app.get("name") or app["slug"]),
+                           "slug": app["slug"], "teamId": self.store.team_id})
+        with self._apps_lock:
+            self._apps = seeded
+
+    def apps(self) -> list[dict]:
+        with self._apps_lock:
+            return [dict(app) for app in self._apps]
 
     @property
     def origin(self) -> str:
@@ -302,8 +336,9 @@ class SandboxServer:
         self.store.close()
 
     def reset(self) -> None:
-        """Forget every registry and log, zero the stats, clear the faults."""
+        """Forget every registry, log and app, zero the stats, clear the faults."""
         self.store.reset()
+        self.set_apps(())
         self.stats.reset()
         self.faults.clear()
 
