@@ -129,9 +129,12 @@ def line(check: CredentialCheck) -> str:
     return text
 
 
+NOTHING_TO_CHECK = "Credential checks: no new or changed registry to check."
+
+
 def render_text(checks: Sequence[CredentialCheck], stream: TextIO) -> None:
     if not checks:
-        stream.write("\nCredential checks: no new or changed registry to check.\n")
+        stream.write(f"\n{NOTHING_TO_CHECK}\n")
         return
     stream.write("\nCredential checks (the file's credentials, tested by the API; nothing saved):\n")
     for check in checks:
@@ -140,6 +143,9 @@ def render_text(checks: Sequence[CredentialCheck], stream: TextIO) -> None:
 
 
 def render_markdown(checks: Sequence[CredentialCheck], stream: TextIO) -> None:
+    if not checks:
+        stream.write(f"\n{NOTHING_TO_CHECK}\n")
+        return
     stream.write("\n**" + summary(checks) + "**\n\n")
     for check in checks:
         mark = "not checked" if check.skipped else "ok" if check.ok else "**FAILED**"
