@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from reconciler.errors import ConfigError, Diagnostic
-from reconciler.model import Config, TeamApp
+from reconciler.model import Config, RemoteRegistry, TeamApp
 
 _SHOWN = 40  # apps named in an error before "and N more"
 
@@ -64,6 +64,14 @@ def resolve_apps(config: Config, apps: Sequence[TeamApp]) -> Config:
 def app_names(apps: Sequence[TeamApp]) -> dict[str, str]:
     """App ID -> slug, for showing app scopes by slug."""
     return {a.id: a.slug for a in apps}
+
+
+def scope_names(api, remote: Sequence[RemoteRegistry]) -> dict[str, str] | None:
+    """App ID -> slug from one ``GET /v3/apps``, only when a registry of ``remote`` is
+    scoped to some apps (else None, and no call)."""
+    if not any(r.app_ids for r in remote):
+        return None
+    return app_names(api.list_apps())
 
 
 def named(ids: Sequence[str], names: Mapping[str, str]) -> tuple[str, ...]:

@@ -172,9 +172,22 @@ def plan(
         prune=prune, targets=target or (), check_credentials=check_credentials,
     )
     _print_warnings(session.config)
-    if session.checks is not None:
-        return _render_checked_plan(session, fmt, out, detailed_exitcode)
-    _render_plan(session.plan, fmt, sys.stdout)
+    checks = session.checks  # None without --check-credentials
+    if checks is not None and fmt is PlanFormat.json:
+        from reconciler.credcheck import plan_json
+
+        plan_json(session.plan, checks, sys.stdout)
+    else:
+        _render_plan(session.plan, fmt, sys.stdout)
+        if checks is not None:
+            _render_checks(checks, fmt, sys.stdout)
+    if checks:
+        from reconciler.credcheck import failure
+
+        message = failure(checks, "; the plan was not saved" if out else "")
+        if message:
+            _err(f"error: {message}")
+            return EXIT_ERROR
     if out:
         workflow.save_session_plan(session, out)
         _err(f"Saved the plan to {out}. Apply it with: regsync apply {out}")
@@ -183,26 +196,14 @@ def plan(
     return EXIT_OK
 
 
-def _render_checked_plan(session, fmt: PlanFormat, out: Optional[Path], detailed_exitcode: bool) -> int:
-    """The plan and its credential checks; exit 1, and no saved plan, when one failed."""
-    from reconciler import credcheck, workflow
+def _render_checks(checks, fmt: PlanFormat, stream) -> None:
+    from reconciler import credcheck
 
-    checks = session.checks
-    if fmt is PlanFormat.json:
-        credcheck.plan_json(session.plan, checks, sys.stdout)
+    if fmt is PlanFormat.markdown:
+        credcheck.render_markdown(checks, stream)
     else:
-        _render_plan(session.plan, fmt, sys.stdout)
-        render = credcheck.render_markdown if fmt is PlanFormat.markdown else credcheck.render_text
-        render(checks, sys.stdout)
-    failed = [c.slug for c in checks if c.failed]
-    if failed:
-        _err(f"error: the credentials in the file failed the check for {', '.join(failed)}"
-             + ("; the plan was not saved" if out else ""))
-        return EXIT_ERROR
-    if out:
-        workflow.save_session_plan(session, out)
-        _err(f"Saved the plan to {out}. Apply it with: regsync apply {out}")
-    return EXIT_CHANGES if detailed_exitcode and session.plan.has_changes else EXIT_OK
+        credcheck.render_text(checks, stream)
+    stream.flush()
 
 
 def _confirm(plan) -> bool:
@@ -238,13 +239,6 @@ def _print_test(outcome) -> None:
         if outcome.advice:
             line += f"\n    {outcome.advice}"
     print(line)
-    sys.stdout.flush()
-
-
-def _print_checks(checks) -> None:
-    from reconciler import credcheck
-
-    credcheck.render_text(checks, sys.stdout)
     sys.stdout.flush()
 
 
@@ -320,7 +314,7 @@ def apply(
         skip_tests=skip_tests,
         force=force,
         check_credentials=check_credentials,
-        on_checks=_print_checks,
+        on_checks=lambda checks: _render_checks(checks, PlanFormat.text, sys.stdout),
         on_config=_print_warnings,
         show_plan=None if saved else lambda p: _render_plan(p, PlanFormat.text, sys.stdout),
         confirm=None if (saved or auto_approve) else _confirm,
@@ -401,18 +395,14 @@ def import_registries(
 ) -> int:
     """Write a registries file from the team's current registries."""
     from reconciler import workflow
+    from reconciler.apps import scope_names
     from reconciler.importer import import_config
 
     if output is not None and output.exists() and not force:
         raise RegsyncError(f"{output} exists; pass --force to overwrite it")
     with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
         remote = api.list_registries()
-        names = None
-        if any(r.app_ids for r in remote):  # write app scopes as slugs
-            from reconciler.apps import app_names
-
-            names = app_names(api.list_apps())
-        text = import_config(remote, app_names=names)
+        text = import_config(remote, app_names=scope_names(api, remote))
     if output is None:
         sys.stdout.write(text)
     else:

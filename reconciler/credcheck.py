@@ -96,13 +96,18 @@ def check_credentials(plan: Plan, api, *, parallelism: int = 4,
         return tuple(pool.map(run, changes))
 
 
-def raise_if_failed(checks: Sequence[CredentialCheck]) -> None:
+def failure(checks: Sequence[CredentialCheck], consequence: str) -> str | None:
+    """The one-line error when a check failed (ending with ``consequence``), else None."""
     failed = [c.slug for c in checks if c.failed]
-    if failed:
-        raise CredentialCheckFailed(
-            f"the credentials in the file failed the check for {', '.join(failed)}; "
-            "nothing was changed"
-        )
+    if not failed:
+        return None
+    return f"the credentials in the file failed the check for {', '.join(failed)}{consequence}"
+
+
+def raise_if_failed(checks: Sequence[CredentialCheck]) -> None:
+    message = failure(checks, "; nothing was changed")
+    if message:
+        raise CredentialCheckFailed(message)
 
 
 def summary(checks: Sequence[CredentialCheck]) -> str:
