@@ -132,3 +132,19 @@ def test_import_writes_slugs_and_the_file_plans_no_change_but_credentials(projec
     code, out, _ = project.regsync("plan", "-c", "imported.yaml")
     assert code == 0
     assert "credentials: (will be set)" in out and "appIds" not in out
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("my-app", 'r.yaml:6:11: registries[0] (ghcr "ghcr.io"): apps must be a list, not a string'),
+        ("[my-app, my-app]", 'r.yaml:6:20: registries[0] (ghcr "ghcr.io"): apps lists "my-app" twice (also at line 6); list it once'),
+        ('[""]', 'r.yaml:6:12: registries[0] (ghcr "ghcr.io"): apps[0] must not be empty'),
+    ],
+)
+def test_validate_checks_apps_offline(tmp_path, value, message):
+    from reconciler.config import check_files
+
+    path = tmp_path / "r.yaml"
+    path.write_text(f"version: 1\nregistries:\n  - provider: ghcr\n    username: a\n    token: ${{T}}\n    apps: {value}\n")
+    assert [str(d).replace(str(path), "r.yaml") for d in check_files([str(path)])] == [message]
