@@ -76,7 +76,8 @@ class Change:
             endpoint=d.endpoint if "endpoint" in names else None,
             auth_type=d.auth_type if "authType" in names else None,
             username=d.username if "username" in names else None,
-            password=d.secret if "credentials" in names else None,
+            # a saved password only goes to the endpoint it was saved for: send it again
+            password=d.secret if names & {"credentials", "endpoint"} else None,
             app_ids=app_ids,
             skip_validation=d.skip_validation,
         )

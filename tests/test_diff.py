@@ -114,6 +114,7 @@ def test_each_changed_field_shows_old_and_new_and_only_those_are_sent():
     assert change.write_body().to_body(create=False) == {
         "endpoint": "registry.acme.io",
         "username": "bot",
+        "password": CANARY,  # a new endpoint always gets the password: saved ones stay put
         "appIds": ["a", "c"],
         "skipValidation": False,
     }

@@ -553,3 +553,47 @@ def test_saved_credentials_are_never_sent_to_another_endpoint(http, registry_bas
     assert r.json() == {"message": 'endpoint "evil.example.com" is not the endpoint of external registry "mine"'}
     r = http.put("/external_registry/test", json={"slug": "mine", "image": "test/hello:v1"})
     assert r.json() == {"status": 200, "error": ""}  # slug alone: the saved endpoint
+
+
+# -- a saved password only ever goes to the endpoint it was saved for --------------------
+def test_changing_the_endpoint_needs_a_new_password(http, registry_basic):
+    """The next test would send the saved password to the new host: refuse the change."""
+    http.post("/external_registry", json=body(slug="victim", endpoint=registry_basic.endpoint,
+                                              username=registry_basic.username,
+                                              password=registry_basic.password))
+    r = http.put("/external_registry/victim", json={"endpoint": "other-host.example.com"})
+    assert r.status_code == 400
+    assert r.json() == {"message": 'changing the endpoint of external registry "victim" needs '
+                                   "its password: a saved password is only sent to the "
+                                   "endpoint it was saved for"}
+    assert http.get("/external_registries").json()["external_registries"][0]["endpoint"] == \
+        registry_basic.endpoint
+    same = http.put("/external_registry/victim", json={"endpoint": registry_basic.endpoint,
+                                                       "username": registry_basic.username})
+    assert same.status_code == 200  # the same endpoint is no change
+    moved = http.put("/external_registry/victim", json={
+        "endpoint": "other-host.example.com", "password": "a-new-one", "skipValidation": True})
+    assert moved.status_code == 200
+    assert moved.json()["external_registry"]["endpoint"] == "other-host.example.com"
+
+
+def test_copy_password_needs_the_original_endpoint(http, registry_basic):
+    http.post("/external_registry", json=body(slug="victim", endpoint=registry_basic.endpoint,
+                                              username=registry_basic.username,
+                                              password=registry_basic.password))
+    copy = {"copyPassword": True, "originalSlug": "victim", "username": registry_basic.username,
+            "slug": "copy"}
+    r = http.post("/external_registry", json=dict(copy, endpoint="other-host.example.com"))
+    assert r.status_code == 400
+    assert r.json()["message"].startswith(
+        f'copyPassword needs the endpoint of "victim" ({registry_basic.endpoint})')
+    r = http.post("/external_registry", json=dict(copy, endpoint=registry_basic.endpoint))
+    assert r.status_code == 201  # validated upstream with the copied password
+    r = http.put("/external_registry/test", json={"slug": "copy", "image": "test/hello:v1"})
+    assert r.json() == {"status": 200, "error": ""}
+    r = http.post("/external_registry", json={"copyPassword": True, "originalSlug": "nope",
+                                              "endpoint": "x.example.com", "username": "u"})
+    assert r.status_code == 400 and r.json() == {"message": 'originalSlug "nope" is not an external registry'}
+    r = http.post("/external_registry", json={"copyPassword": True, "endpoint": "x.example.com",
+                                              "username": "u"})
+    assert r.status_code == 400 and r.json() == {"message": "originalSlug is required"}

@@ -106,6 +106,23 @@ def _login_problem(sandbox, endpoint: str, username: str, password: Secret) -> s
             f"{check.status}): {_scrub(check.error, password)}")
 
 
+def _copied_password(sandbox, data: dict, endpoint: str) -> Secret:
+    """The saved password of ``originalSlug``, only for that registry's own endpoint."""
+    original = _text(data, "originalSlug", required=True)
+    saved = sandbox.store.get(original)
+    if saved is None:
+        raise BadRequest(f'originalSlug "{original}" is not an external registry')
+    if endpoint != saved.endpoint:
+        raise BadRequest(
+            f'copyPassword needs the endpoint of "{original}" ({saved.endpoint}); a saved '
+            "password is only sent to the endpoint it was saved for (send a password instead)"
+        )
+    secret = sandbox.store.password(original)
+    if secret is None:  # deleted meanwhile
+        raise BadRequest(f'originalSlug "{original}" is not an external registry')
+    return secret
+
+
 def _list(sandbox, slug, body, query):
     registries = [r.to_api(sandbox.store.team_id) for r in sandbox.store.list()]
     return 200, {"external_registries": registries or None}
@@ -116,11 +133,8 @@ def _create(sandbox, slug, body, query):
     endpoint = _text(data, "endpoint", required=True)
     username = _text(data, "username", required=True)
     secret = None
-    original = _text(data, "originalSlug")
-    if _flag(data, "copyPassword") and original and not data.get("password"):
-        secret = sandbox.store.password(original)
-        if secret is None:
-            raise BadRequest(f'originalSlug "{original}" is not an external registry')
+    if _flag(data, "copyPassword") and not data.get("password"):
+        secret = _copied_password(sandbox, data, endpoint)
     if secret is None:
         secret = Secret(_text(data, "password", required=True))
     provider = _text(data, "provider") or "other"
@@ -156,6 +170,11 @@ def _update(sandbox, slug, body, query):
     password = _text(data, "password")
     secret = None if password is None else Secret(password)
     app_ids = _app_ids(data)
+    if endpoint is not None and endpoint != current.endpoint and secret is None:
+        raise BadRequest(
+            f'changing the endpoint of external registry "{slug}" needs its password: a '
+            "saved password is only sent to the endpoint it was saved for"
+        )
     if secret is not None and not _flag(data, "skipValidation"):
         problem = _login_problem(sandbox, endpoint or current.endpoint,
                                  username or current.username, secret)
