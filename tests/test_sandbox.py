@@ -597,3 +597,109 @@ def test_copy_password_needs_the_original_endpoint(http, registry_basic):
     r = http.post("/external_registry", json={"copyPassword": True, "endpoint": "x.example.com",
                                               "username": "u"})
     assert r.status_code == 400 and r.json() == {"message": "originalSlug is required"}
+
+
+# -- malformed and odd requests: 400s and JSON, never a 500, a drop or an HTML page ---------
+def test_a_lone_surrogate_in_a_string_field_is_a_400(http):
+    raw = b'{"endpoint": "x.example.com", "username": "\\ud800", "password": "p", "skipValidation": true}'
+    r = http.post("/external_registry", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert r.json() == {"message": "the request body holds a string that is not valid Unicode "
+                                   "(a lone surrogate escape)"}
+    assert http.get("/external_registries").json() == {"external_registries": None}
+
+
+@pytest.mark.parametrize("opener", [b"[", b'{"a":'])
+def test_a_body_nested_100000_deep_is_a_400(http, opener):
+    closer = b"]" if opener == b"[" else b"}"
+    raw = opener * 100_000 + b"1" + closer * 100_000
+    r = http.put("/external_registry/test", content=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json() == {"message": "the request body is nested too deeply"}
+    assert http.get("/external_registries").status_code == 200
+
+
+@pytest.mark.parametrize("method", ["OPTIONS", "TRACE", "BREW"])
+def test_other_methods_answer_json(sandbox, method):
+    with httpx.Client(timeout=5) as c:
+        r = c.request(method, sandbox.origin + "/v3/external_registries")
+    assert r.status_code in (405, 501)
+    assert r.headers["Content-Type"] == "application/json"
+    assert r.json()["message"]
+
+
+def test_head_answers_405_without_a_body(sandbox):
+    with httpx.Client(timeout=5) as c:
+        r = c.head(sandbox.origin + "/v3/external_registries")
+    assert r.status_code == 405 and r.content == b""
+    assert r.headers["Content-Type"] == "application/json" and r.headers["Allow"]
+
+
+def test_a_malformed_request_line_answers_json(sandbox):
+    import socket
+
+    with socket.create_connection(("127.0.0.1", sandbox.port), timeout=5) as sock:
+        sock.sendall(b"GET /vendor/v3/external_registries HTTP/9.x\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    head, _, data = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+    assert "message" in __import__("json").loads(data)
+
+
+# -- control endpoints: checked whole before anything is stored --------------------------
+@pytest.fixture
+def control(sandbox):
+    with httpx.Client(base_url=sandbox.origin.removesuffix("/vendor"), timeout=5,
+                      headers={"Authorization": sandbox.token}) as c:
+        yield c
+
+
+@pytest.mark.parametrize("bad, why", [
+    ({"rules": [{"path": "(a+)+$"}]}, "not a regular expression"),
+    ({"rules": [{"path": "["}]}, "not a regular expression"),
+    ({"rules": [{"path": 5}]}, "non-empty string"),
+    ({"rules": [{"status": "503"}]}, "status must be an integer from 100 to 599"),
+    ({"rules": [{"times": -2}]}, "times must be an integer"),
+    ({"rules": "all"}, "rules must be a list"),
+    ({"latency_ms": 1e30}, "latency_ms must be a number from 0 to 60000"),
+    ({"latency_ms": -1}, "latency_ms must be a number"),
+    ({"seed": [1]}, "seed must be an integer"),
+    ({"rate_limit": {"requests": 0, "per_seconds": 1}}, "rate_limit.requests"),
+    ({"fail_before_rate": 2}, "fail_before_rate must be a number from 0 to 1"),
+])
+def test_bad_control_input_is_a_400_and_stores_nothing(sandbox, control, http, bad, why):
+    before = control.post("/_sandbox/faults", json={}).json()
+    body_with_a_good_part = dict({"rules": [{"method": "GET", "status": 500}], "latency_ms": 5}, **bad)
+    r = control.post("/_sandbox/faults", json=body_with_a_good_part)
+    assert r.status_code == 400 and why in r.json()["message"]
+    assert control.post("/_sandbox/faults", json={}).json() == before
+    assert http.get("/external_registries").status_code == 200  # the good rule was not stored
+    assert control.post("/_sandbox/reset").status_code == 200  # and reset still works
+
+
+def test_rule_paths_are_literal_with_anchors_and_wildcards(sandbox, control, http):
+    r = control.post("/_sandbox/faults", json={"rules": [
+        {"method": "PUT", "path": "^/external_registry/*.example.com$", "status": 502, "times": -1}]})
+    assert r.status_code == 200
+    http.post("/external_registry", json=body(slug="a.example.com"))
+    http.post("/external_registry", json=body(slug="a-example-com"))
+    assert http.put("/external_registry/a.example.com", json={"username": "x"}).status_code == 502
+    assert http.put("/external_registry/a-example-com", json={"username": "x"}).status_code == 200
+    assert http.put("/external_registry/a.example.com.evil", json={}).status_code == 404
+
+
+def test_a_pattern_with_many_wildcards_costs_one_scan(sandbox, control, http):
+    r = control.post("/_sandbox/faults", json={"rules": [{"path": "a*" * 200 + "b$", "times": -1}]})
+    assert r.status_code == 200
+    slug = "a" * 3000
+    assert http.put(f"/external_registry/{slug}", json={}, timeout=5).status_code == 404
+
+
+def test_an_existing_db_others_can_read_is_refused(tmp_path):
+    db = tmp_path / "s.db"
+    with SandboxServer(db=str(db), token="t", key=os.urandom(32)):
+        pass
+    db.chmod(0o644)
+    with pytest.raises(SandboxError, match=r"database .*s\.db has mode 0644.*chmod 600"):
+        SandboxServer(db=str(db), token="t", key=os.urandom(32))

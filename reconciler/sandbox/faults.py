@@ -13,7 +13,6 @@ delete).
 from __future__ import annotations
 
 import random
-import re
 import threading
 import time
 from collections import deque
@@ -24,10 +23,79 @@ OPERATIONS = ("list", "create", "update", "delete", "test", "logs", "iam", "apps
 WRITE_OPERATIONS = frozenset({"create", "update", "delete"})
 
 
+MAX_LATENCY_MS = 60_000
+MAX_RETRY_AFTER = 3600.0
+_PATTERN_SPECIALS = frozenset("()[]{}?+|\\")
+
+
+def _number(value, name: str, low: float, high: float) -> float:
+    """``value`` as a float in [low, high]; ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ValueError(f"{name} must be a number from {low:g} to {high:g}, not {value!r}")
+    return float(value)
+
+
+def _integer(value, name: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+class PathPattern:
+    """Which paths a rule hits: literal text found anywhere in the path, ``^`` at the
+    start anchors it to the beginning, ``$`` at the end to the end, and ``*`` matches
+    any run of characters (``^/external_registry/*$``). No regular expressions, so
+    matching costs at most one scan per ``*`` however the pattern is written."""
+
+    def __init__(self, text: str):
+        if not isinstance(text, str) or not text or len(text) > 500:
+            raise ValueError("a fault rule's path must be a non-empty string of at most 500 characters")
+        bad = sorted(_PATTERN_SPECIALS.intersection(text))
+        if bad:
+            raise ValueError(
+                f"fault path {text!r} has {' '.join(bad)}: a path is literal text with an optional "
+                "^ at the start, $ at the end and * wildcards (not a regular expression)"
+            )
+        self.text = text
+        body = text
+        self.start = body.startswith("^")
+        body = body[1:] if self.start else body
+        self.end = body.endswith("$")
+        body = body[:-1] if self.end else body
+        self.pieces = body.split("*")
+
+    def matches(self, path: str) -> bool:
+        first, *rest = self.pieces
+        if not rest:
+            if self.start and self.end:
+                return path == first
+            if self.start:
+                return path.startswith(first)
+            return path.endswith(first) if self.end else first in path
+        if self.start:
+            if not path.startswith(first):
+                return False
+            pos = len(first)
+        else:
+            at = path.find(first)
+            if at < 0:
+                return False
+            pos = at + len(first)
+        *middle, last = rest
+        for piece in middle:  # leftmost match of each piece is never worse for '*' globs
+            at = path.find(piece, pos)
+            if at < 0:
+                return False
+            pos = at + len(piece)
+        if self.end:
+            return len(path) - pos >= len(last) and path.endswith(last)
+        return path.find(last, pos) >= 0
+
+
 @dataclass
 class FaultRule:
     method: str | None = None  # "POST" ... or None for any
-    path: str | None = None  # regex searched in the (decoded) path under /vendor/v3
+    path: str | None = None  # a PathPattern matched against the decoded path under /vendor/v3
     action: str = "error"  # "error" | "drop_before" | "drop_after" | "error_after"
     status: int = 503
     retry_after: float | None = None  # Retry-After header (seconds)
@@ -36,18 +104,23 @@ class FaultRule:
     def __post_init__(self):
         if self.action not in ACTIONS:
             raise ValueError(f"unknown fault action {self.action!r} (one of {', '.join(ACTIONS)})")
-        if self.path is not None:
-            re.compile(self.path)
-        if not 100 <= int(self.status) <= 599:
-            raise ValueError(f"fault status must be an HTTP status, not {self.status!r}")
+        if self.method is not None and not (isinstance(self.method, str) and self.method.isalpha()):
+            raise ValueError(f"a fault rule's method must be an HTTP method name, not {self.method!r}")
+        self._pattern = None if self.path is None else PathPattern(self.path)
+        _integer(self.status, "a fault rule's status", 100, 599)
+        if self.retry_after is not None:
+            _number(self.retry_after, "a fault rule's retry_after", 0, MAX_RETRY_AFTER)
+        _integer(self.times, "a fault rule's times", -1, 1_000_000)
 
     def matches(self, method: str, path: str) -> bool:
         if self.method is not None and self.method.upper() != method.upper():
             return False
-        return self.path is None or re.search(self.path, path) is not None
+        return self._pattern is None or self._pattern.matches(path)
 
     @classmethod
     def from_dict(cls, data: dict) -> FaultRule:
+        if not isinstance(data, dict):
+            raise ValueError("each fault rule must be a JSON object")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -87,6 +160,15 @@ def parse_rate_limit(text: str) -> tuple[int, float]:
     if not sep or parsed is None or parsed[0] < 1 or not parsed[1] > 0:
         raise ValueError(f"rate limit {text!r} must be N/SECONDS, e.g. 10/1 (N >= 1, SECONDS > 0)")
     return parsed
+
+
+def _rate_limit(value) -> tuple[int, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict) or set(value) != {"requests", "per_seconds"}:
+        raise ValueError('rate_limit must be null or {"requests": N, "per_seconds": SECONDS}')
+    return (_integer(value["requests"], "rate_limit.requests", 1, 1_000_000),
+            _number(value["per_seconds"], "rate_limit.per_seconds", 0.001, 3600))
 
 
 class Faults:
@@ -132,7 +214,8 @@ class Faults:
             self._rng = random.Random(self.seed)
 
     def configure(self, data: dict) -> None:
-        """Apply the JSON body of ``POST /_sandbox/faults``. Raises ValueError."""
+        """Apply the JSON body of ``POST /_sandbox/faults``: every field is checked
+        first, and nothing changes when one is wrong (ValueError saying which)."""
         if not isinstance(data, dict):
             raise ValueError("the faults body must be a JSON object")
         known = {"latency_ms", "rate_limit", "fail_before_rate", "lose_after_rate",
@@ -140,31 +223,35 @@ class Faults:
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown faults field(s): {', '.join(unknown)}")
-        rules = [FaultRule.from_dict(r) for r in data.get("rules") or []]
-        rate_limit = self.rate_limit
-        if "rate_limit" in data:
-            rl = data["rate_limit"]
-            rate_limit = None if rl is None else (int(rl["requests"]), float(rl["per_seconds"]))
-            if rate_limit is not None and (rate_limit[0] < 1 or rate_limit[1] <= 0):
-                raise ValueError("rate_limit needs requests >= 1 and per_seconds > 0")
-        for key in ("fail_before_rate", "lose_after_rate"):
-            if key in data and not 0.0 <= float(data[key]) <= 1.0:
-                raise ValueError(f"{key} must be between 0 and 1")
-        if data.get("clear"):
-            self.clear()
-        if "seed" in data:
-            self.seed = data["seed"]
-            self._rng = random.Random(self.seed)
+        rules = data.get("rules") or []
+        if not isinstance(rules, list):
+            raise ValueError("rules must be a list of fault rules")
+        rules = [FaultRule.from_dict(r) for r in rules]
+        changes: dict = {}
         if "latency_ms" in data:
-            self.latency_ms = int(data["latency_ms"])
+            latency = _number(data["latency_ms"], "latency_ms", 0, MAX_LATENCY_MS)
+            changes["latency_ms"] = int(latency) if latency.is_integer() else latency
         if "rate_limit" in data:
-            self.rate_limit = rate_limit
-            self._window.clear()
+            changes["rate_limit"] = _rate_limit(data["rate_limit"])
         for key in ("fail_before_rate", "lose_after_rate"):
             if key in data:
-                setattr(self, key, float(data[key]))
-        for rule in rules:
-            self.add(rule)
+                changes[key] = _number(data[key], key, 0, 1)
+        if "seed" in data and data["seed"] is not None:
+            _integer(data["seed"], "seed", -(2**63), 2**63 - 1)
+        if "clear" in data and not isinstance(data["clear"], bool):
+            raise ValueError("clear must be true or false")
+        # everything is valid: now change the state
+        if data.get("clear"):
+            self.clear()
+        with self._lock:
+            if "seed" in data:
+                self.seed = data["seed"]
+                self._rng = random.Random(self.seed)
+            if "rate_limit" in changes:
+                self._window.clear()
+            for key, value in changes.items():
+                setattr(self, key, value)
+            self._rules.extend(rules)
 
     def describe(self) -> dict:
         return {

@@ -29,13 +29,37 @@ def _not_found(slug: str) -> tuple[int, dict]:
     return 404, {"message": f'external registry "{slug}" not found'}
 
 
+def parse_json(body: bytes, *, what: str = "the request body"):
+    """``body`` as JSON; BadRequest when it is not JSON, is nested too deeply, or holds
+    a string that is not Unicode (a lone surrogate such as ``"\\ud800"``)."""
+    try:
+        data = json.loads(body)
+    except RecursionError:
+        raise BadRequest(f"{what} is nested too deeply") from None
+    except ValueError:
+        raise BadRequest(f"{what} is not valid JSON") from None
+    pending = [data]
+    while pending:  # iterative: the depth json.loads allowed would overflow a recursion
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise BadRequest(
+                    f"{what} holds a string that is not valid Unicode (a lone surrogate escape)"
+                ) from None
+    return data
+
+
 def _json_body(body: bytes) -> dict:
     if not body.strip():
         return {}
-    try:
-        data = json.loads(body)
-    except ValueError:
-        raise BadRequest("the request body is not valid JSON") from None
+    data = parse_json(body)
     if not isinstance(data, dict):
         raise BadRequest("the request body must be a JSON object")
     return data

@@ -37,8 +37,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from reconciler.errors import SandboxError
-from reconciler.sandbox.faults import Faults, Stats, format_retry_after
-from reconciler.sandbox.operations import HANDLERS, BadRequest, forbidden
+from reconciler.sandbox.faults import MAX_LATENCY_MS, Faults, Stats, format_retry_after
+from reconciler.sandbox.operations import HANDLERS, BadRequest, forbidden, parse_json
 from reconciler.sandbox.store import TEAM_ID, Store
 from reconciler.sandbox.serving import ServerThread
 
@@ -69,6 +69,12 @@ def route(method: str, raw_path: str) -> tuple[str | None, str | None]:
     return None, None
 
 
+def _printable(text: str, limit: int = 200) -> str:
+    """A request path for the access log: control characters escaped, length clipped."""
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     # Headers and body go out in separate writes; without this, Nagle plus the
@@ -96,6 +102,29 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PATCH(self):
         self._dispatch()
+
+    def do_HEAD(self):
+        self._not_allowed()
+
+    def do_OPTIONS(self):
+        self._not_allowed()
+
+    def do_TRACE(self):
+        self._not_allowed()
+
+    def _not_allowed(self) -> None:
+        self.close_connection = True  # a body the client sent is not read
+        self._send(405, {"message": f"method {self.command} is not allowed"},
+                   {"Allow": "GET, POST, PUT, DELETE"})
+
+    def send_error(self, code, message=None, explain=None):
+        """The stdlib's errors (unknown method, malformed request line, headers too
+        long) as JSON ``{"message"}``, like every other error, not its HTML page."""
+        short = self.responses.get(code, ("error",))[0]
+        self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # an unparsable version: answer with headers
+            self.request_version = "HTTP/1.0"
+        self._send(code, {"message": message or short}, {"Connection": "close"})
 
     # -- plumbing ------------------------------------------------------------------
     def _read_body(self) -> bytes:
@@ -128,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        if data:
+        if data and self.command != "HEAD":
             self.wfile.write(data)
         self._access(status)
 
@@ -140,10 +169,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _access(self, status) -> None:
         out = self.sandbox.out
         if out is not None:
-            path = urlsplit(self.path).path
+            path = _printable(urlsplit(getattr(self, "path", "") or "").path)
             try:
                 with self.sandbox._out_lock:
-                    out.write(f"{self.command} {path} {status}\n")
+                    out.write(f"{self.command or '-'} {path} {status}\n")
                     out.flush()
             except (OSError, ValueError):
                 pass
@@ -239,16 +268,24 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"apps": sandbox.apps()})
         if path == "/_sandbox/faults" and self.command == "POST":
             try:
-                sandbox.faults.configure(json.loads(body or b"{}"))
-            except (ValueError, TypeError, KeyError) as exc:
+                sandbox.faults.configure(parse_json(body or b"{}", what="the faults body"))
+            except BadRequest as exc:
+                return self._send(400, {"message": str(exc)})
+            except ValueError as exc:
                 return self._send(400, {"message": f"bad faults body: {exc}"})
             return self._send(200, sandbox.faults.describe())
         return self._send(404, {"message": "not found"})
 
 
+#: Connections the kernel queues before the server accepts them. socketserver's
+#: default of 5 made 200 simultaneous clients wait seconds for a connect, or time out.
+LISTEN_BACKLOG = 128
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def handle_error(self, request, client_address):  # no traceback on client resets
         pass
@@ -270,6 +307,7 @@ class SandboxServer:
         upstream_timeout: float = 10.0,
         out=None,
         team_id: str = TEAM_ID,
+        backlog: int = LISTEN_BACKLOG,
         apps=(),
     ):
         if not token:
@@ -280,6 +318,7 @@ class SandboxServer:
         self.faults = faults or Faults()
         self.stats = Stats()
         self.upstream_timeout = upstream_timeout
+        self.backlog = backlog
         self.out = out
         self._out_lock = threading.Lock()
         self.store = Store(db=db, key=key, team_id=team_id)
@@ -318,8 +357,9 @@ class SandboxServer:
 
     def start(self) -> SandboxServer:
         handler = type("SandboxHandler", (_Handler,), {"sandbox": self})
+        server_class = type("SandboxHTTPServer", (_Server,), {"request_queue_size": self.backlog})
         try:
-            server = _Server((self.host, self.port), handler)
+            server = server_class((self.host, self.port), handler)
         except OSError as exc:
             self.store.close()
             raise SandboxError(
@@ -389,6 +429,8 @@ def run(
     out = sys.stdout if out is None else out
     default_token = not token and not env.get(TOKEN_ENV)
     token = token or env.get(TOKEN_ENV) or DEFAULT_TOKEN
+    if not 0 <= latency_ms <= MAX_LATENCY_MS:
+        raise SandboxError(f"--latency-ms must be between 0 and {MAX_LATENCY_MS}, not {latency_ms}")
     for name, rate in (("fail-before-commit", fail_before_rate), ("lose-after-commit", lose_after_rate)):
         if not 0.0 <= rate <= 1.0:
             raise SandboxError(f"--{name} must be between 0 and 1, not {rate}")

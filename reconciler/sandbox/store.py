@@ -112,6 +112,20 @@ def _read_key_file(path: Path) -> bytes:
     return key
 
 
+def _refuse_loose_db(path: Path) -> None:
+    """An existing database others can read is refused, like a loose key file: it
+    holds the sealed credentials, and together with a readable key, the passwords."""
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if mode & 0o077:
+        raise SandboxError(
+            f"the sandbox database {path} has mode {mode:04o}; it must be readable by its "
+            f"owner only (chmod 600 {path})"
+        )
+
+
 @dataclass(frozen=True)
 class StoredRegistry:
     slug: str
@@ -155,6 +169,7 @@ class Store:
         self._lock = threading.Lock()
         try:
             if db != ":memory:" and not db.startswith("file:"):
+                _refuse_loose_db(Path(db))
                 os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))  # new db: owner only
             self._db = sqlite3.connect(db, check_same_thread=False, isolation_level=None)
             self._db.executescript(_SCHEMA)
