@@ -8,6 +8,8 @@ the distribution project (github.com/distribution/reference):
     tag         := [\\w][\\w.-]{0,127}
 
 regsync requires a tag or a digest: a test must name exactly what should be pullable.
+This is the one parser of image references: the OCI pull check (``oci.manifest_ref``)
+and the sandbox read references through it too, with ``default_tag="latest"``.
 """
 
 from __future__ import annotations
@@ -42,8 +44,23 @@ def _looks_like_domain(first: str) -> bool:
     return "." in first or ":" in first or first == "localhost" or first != first.lower()
 
 
-def parse(text: str) -> ImageRef:
-    """Parse ``text``; raises ``InvalidImageRef`` with a message a person can act on."""
+def is_component(text: str) -> bool:
+    """Whether ``text`` is one valid path component of a repository name."""
+    return _COMPONENT.match(text) is not None
+
+
+def split_domain(name: str) -> tuple[str | None, str]:
+    """(registry host, repository path) of a parsed name; the host is None when the
+    first component does not look like one (``acme/api``, ``library/nginx``)."""
+    first, sep, rest = name.partition("/")
+    if sep and _looks_like_domain(first):
+        return first, rest
+    return None, name
+
+
+def parse(text: str, *, default_tag: str | None = None) -> ImageRef:
+    """Parse ``text``; raises ``InvalidImageRef`` with a message a person can act on.
+    Without a tag or digest it is refused, unless ``default_tag`` stands in."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidImageRef("image reference is empty; write name:tag or name@sha256:<digest>")
     if text != text.strip() or any(c.isspace() for c in text):
@@ -68,6 +85,8 @@ def parse(text: str) -> ImageRef:
                 '(at most 128, not starting with "." or "-")'
             )
     _check_name(name, text)
+    if tag is None and digest is None and default_tag is not None:
+        tag = default_tag
     if tag is None and digest is None:
         raise InvalidImageRef(
             f'"{text}" has no tag or digest; write {name}:<tag> or {name}@sha256:<64 hex digits>'

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 
-from reconciler.oci import MANIFEST_ACCEPT, PullCheck, check_login, check_pull, parse_image
+from reconciler.oci import MANIFEST_ACCEPT, PullCheck, check_login, check_pull, manifest_ref
 from reconciler.secret import Secret
 
 HELLO = "test/hello:v1"
@@ -142,7 +142,7 @@ def test_malformed_reference_sends_nothing():
     recorder = Recorder(lambda r: httpx.Response(200))
     result = check_pull("127.0.0.1:5000", "Test/Hello:v1", transport=recorder.transport)
     assert (result.outcome, result.status) == ("not_found", 0)
-    assert result.error == "invalid image reference 'Test/Hello:v1': invalid repository name 'Test/Hello'"
+    assert result.error == "invalid image reference 'Test/Hello:v1': repository name \"Test/Hello\" must be lowercase"
     assert recorder.requests == []
 
 
@@ -221,12 +221,21 @@ def test_docker_hub_names_go_to_registry_1_under_library():
     assert heads == ["https://registry-1.docker.io/v2/library/nginx/manifests/1.25"] * 3
 
 
-def test_parse_image():
-    assert str(parse_image("127.0.0.1:5000/test/hello:v1", "127.0.0.1:5000")) == "test/hello:v1"
-    assert str(parse_image("test/hello", "127.0.0.1:5000")) == "test/hello:latest"
+def test_manifest_ref():
+    assert str(manifest_ref("127.0.0.1:5000/test/hello:v1", "127.0.0.1:5000")) == "test/hello:v1"
+    assert str(manifest_ref("test/hello", "127.0.0.1:5000")) == "test/hello:latest"
     digest = "sha256:" + "b" * 64
-    assert str(parse_image(f"test/hello:v1@{digest}", "ghcr.io")) == f"test/hello@{digest}"
-    assert str(parse_image("ghcr.io/acme/app:2", "ghcr.io")) == "acme/app:2"
+    assert str(manifest_ref(f"test/hello:v1@{digest}", "ghcr.io")) == f"test/hello@{digest}"
+    assert str(manifest_ref("ghcr.io/acme/app:2", "ghcr.io")) == "acme/app:2"
+    assert str(manifest_ref("https://ghcr.io".removeprefix("https://") + "/a:1", "https://ghcr.io")) == "a:1"
+    assert manifest_ref("nginx", "docker.io").repository == "library/nginx"
+    # a mirror that keeps the upstream host as the first path component
+    assert str(manifest_ref("docker.io/library/nginx:1", "mirror.example.com")) == \
+        "docker.io/library/nginx:1"
+    with pytest.raises(ValueError, match="names the registry 127.0.0.1:6000, not the endpoint"):
+        manifest_ref("127.0.0.1:6000/a:1", "127.0.0.1:5000")
+    with pytest.raises(ValueError, match="must be lowercase"):
+        manifest_ref("Acme/App:1", "ghcr.io")
 
 
 # --- secrets ------------------------------------------------------------------------
@@ -279,3 +288,159 @@ def test_a_password_inside_a_transport_error_is_masked():
                         transport=httpx.MockTransport(explode))
     assert (result.outcome, result.status) == ("unreachable", 0)
     assert result.error == "127.0.0.1:5000 unreachable: connection failed: cannot connect, secret was ********"
+
+
+# --- time and size bounds (a small misbehaving registry: no real one fails this way) ------
+
+
+class Misbehaving:
+    """A loopback HTTP server answering each path with a scripted (mis)behaviour.
+
+    ``script`` maps ``(method, path)`` to a function ``(handler, stop)`` that writes a
+    raw answer; writes end when the client goes away or the server stops.
+    """
+
+    def __init__(self, script):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        from reconciler.sandbox.serving import ServerThread
+
+        self.stop_event = threading.Event()
+        self.seen: list[tuple[str, str]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _any(self):
+                path = self.path.split("?")[0]
+                outer.seen.append((self.command, path))
+                answer = script.get((self.command, path))
+                try:
+                    if answer is None:
+                        self.send_response(404)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                    else:
+                        answer(self, outer.stop_event)
+                except OSError:  # the client hung up: what the check is meant to do
+                    self.close_connection = True
+
+            do_GET = do_HEAD = _any
+
+        self.thread = ServerThread(ThreadingHTTPServer(("127.0.0.1", 0), Handler), name="misbehaving")
+        self.endpoint = f"127.0.0.1:{self.thread.port}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_event.set()
+        self.thread.stop()
+
+
+def challenge(realm_path="/token"):
+    def answer(handler, stop):
+        realm = f"http://{handler.headers['Host']}{realm_path}"
+        handler.send_response(401)
+        handler.send_header("WWW-Authenticate", f'Bearer realm="{realm}",service="s"')
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    return answer
+
+
+def endless(content_type="application/json", chunk=b"x" * 65536):
+    def answer(handler, stop):
+        handler.send_response(200)
+        handler.send_header("Content-Type", content_type)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        while not stop.is_set():
+            handler.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+    return answer
+
+
+def drip(handler, stop):
+    """A status line, then one header byte at a time, each well within any read timeout."""
+    handler.wfile.write(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+    handler.wfile.flush()
+    while not stop.wait(0.05):
+        handler.wfile.write(b"a")
+        handler.wfile.flush()
+
+
+def status(code, **headers):
+    def answer(handler, stop):
+        handler.send_response(code)
+        for name, value in headers.items():
+            handler.send_header(name.replace("_", "-"), value)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+    return answer
+
+
+def test_a_registry_that_drips_its_answer_is_cut_off_at_the_deadline():
+    with Misbehaving({("GET", "/v2/"): drip}) as reg:
+        result = check_pull(reg.endpoint, HELLO, timeout=5, deadline=0.5)
+        login = check_login(reg.endpoint, username="u", password=Secret("p"), timeout=5, deadline=0.5)
+    for one in (result, login):
+        assert (one.outcome, one.status) == ("unreachable", 0)
+        assert one.error == f"{reg.endpoint} unreachable: gave up after the check's 0.5s deadline"
+
+
+def test_an_endless_manifest_is_capped():
+    with Misbehaving({("GET", "/v2/"): status(200),
+                      ("HEAD", "/v2/test/hello/manifests/v1"): status(405),
+                      ("GET", "/v2/test/hello/manifests/v1"): endless()}) as reg:
+        result = check_pull(reg.endpoint, HELLO, timeout=5)
+    assert (result.outcome, result.status) == ("unreachable", 200)
+    assert result.error == f"{reg.endpoint} unreachable: the answer is larger than 4194304 bytes"
+
+
+def test_an_endless_or_inflating_token_answer_is_capped():
+    import gzip
+
+    bomb = gzip.compress(b"\0" * (8 << 20))  # 8 MiB of zeros in ~8 KiB
+
+    def inflating(handler, stop):
+        handler.send_response(200)
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(bomb)))
+        handler.end_headers()
+        handler.wfile.write(bomb)
+
+    for token in (endless(), inflating):
+        with Misbehaving({("GET", "/v2/"): challenge(), ("GET", "/token"): token}) as reg:
+            result = check_pull(reg.endpoint, HELLO, username="u", password=Secret("p"), timeout=5)
+        assert (result.outcome, result.status) == ("unreachable", 200)
+        assert result.error == (f"token endpoint {reg.endpoint} unreachable: the answer is "
+                                "larger than 1048576 bytes")
+
+
+def test_a_redirect_body_is_never_read():
+    with Misbehaving({("GET", "/v2/"): redirect_with_an_endless_body("/v2/real/"),
+                      ("GET", "/v2/real/"): status(200)}) as reg:
+        result = check_login(reg.endpoint, timeout=5)
+    assert result == PullCheck("ok", 200, None, "")
+
+
+def redirect_with_an_endless_body(location):
+    def answer(handler, stop):
+        handler.send_response(302)
+        handler.send_header("Location", location)
+        handler.send_header("Transfer-Encoding", "chunked")
+        handler.end_headers()
+        while not stop.is_set():
+            handler.wfile.write(b"10000\r\n" + b"r" * 65536 + b"\r\n")
+    return answer
+
+
+def test_redirects_are_bounded():
+    with Misbehaving({("GET", "/v2/"): status(302, Location="/v2/")}) as reg:
+        result = check_login(reg.endpoint, timeout=5)
+    assert (result.outcome, result.status) == ("unreachable", 0)
+    assert result.error == f"{reg.endpoint} unreachable: more than 5 redirects"

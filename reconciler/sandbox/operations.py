@@ -118,7 +118,8 @@ def _login_problem(sandbox, endpoint: str, username: str, password: Secret) -> s
 
     try:
         check = oci.check_login(endpoint, username=username, password=password,
-                                timeout=sandbox.upstream_timeout)
+                                timeout=sandbox.upstream_timeout,
+                                deadline=sandbox.upstream_deadline)
     except Exception as exc:  # noqa: BLE001 - any failure is a failed validation
         return f"could not validate the credentials against {endpoint}: {type(exc).__name__}"
     if check.outcome == "ok":
@@ -218,20 +219,6 @@ def _delete(sandbox, slug, body, query):
     return 204, None
 
 
-def split_image(image: str, endpoint: str) -> tuple[str, str]:
-    """(repository, tag or digest) of an image reference, for the log entry."""
-    if image.startswith(endpoint + "/"):
-        image = image[len(endpoint) + 1:]
-    if "@" in image:
-        repository, digest = image.split("@", 1)
-        return repository, digest
-    name, _, last = image.rpartition("/")
-    if ":" in last:
-        last, tag = last.split(":", 1)
-        return (f"{name}/{last}" if name else last), tag
-    return image, "latest"
-
-
 def _test(sandbox, slug, body, query):
     data = _json_body(body)
     image = _text(data, "image", required=True)
@@ -259,17 +246,16 @@ def _test(sandbox, slug, body, query):
     from reconciler import oci
 
     try:
-        oci.parse_image(image, endpoint)
-    except ValueError:
-        raise BadRequest(f"image {image!r} is not a valid image reference") from None
+        ref = oci.manifest_ref(image, endpoint)
+    except ValueError as exc:
+        raise BadRequest(f"image {image!r} is not a valid image reference: {exc}") from None
     check = oci.check_pull(endpoint, image, username=username or None, password=secret,
-                           timeout=sandbox.upstream_timeout)
+                           timeout=sandbox.upstream_timeout, deadline=sandbox.upstream_deadline)
     ok = check.outcome == "ok"
     status = check.status or UNREACHABLE_STATUS  # 0: no answer from upstream at all
     error = "" if ok else (_scrub(check.error, secret) or f"upstream status {status}")
-    repository, tag = split_image(image, endpoint)
-    sandbox.store.add_log(action="test", endpoint=endpoint, slug=slug, image=repository,
-                          tag=tag, status_code=status, is_success=ok)
+    sandbox.store.add_log(action="test", endpoint=endpoint, slug=slug, image=ref.repository,
+                          tag=ref.reference, status_code=status, is_success=ok)
     if ok and saved is not None:
         sandbox.store.touch(slug)
     return 200, {"status": status, "error": error}

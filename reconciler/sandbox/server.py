@@ -305,6 +305,7 @@ class SandboxServer:
         readonly_token: str | None = None,
         faults: Faults | None = None,
         upstream_timeout: float = 10.0,
+        upstream_deadline: float = 30.0,
         out=None,
         team_id: str = TEAM_ID,
         backlog: int = LISTEN_BACKLOG,
@@ -317,7 +318,8 @@ class SandboxServer:
         self.readonly_token = readonly_token
         self.faults = faults or Faults()
         self.stats = Stats()
-        self.upstream_timeout = upstream_timeout
+        self.upstream_timeout = upstream_timeout  # per request of an OCI check
+        self.upstream_deadline = upstream_deadline  # per whole OCI check
         self.backlog = backlog
         self.out = out
         self._out_lock = threading.Lock()
