@@ -491,6 +491,10 @@ def sandbox(
         Optional[str], typer.Option(help="N/SECONDS: answer 429 past N calls per SECONDS.", show_default=False)
     ] = None,
     seed: Annotated[Optional[int], typer.Option(help="Seed for the random faults.")] = None,
+    app_seed: Annotated[
+        Optional[list[str]],
+        typer.Option("--app", help="SLUG or SLUG=ID: an app the team has (GET /v3/apps); repeatable.", show_default=False),
+    ] = None,
     key_file: Annotated[
         Optional[Path],
         typer.Option(help="Key for credentials at rest. [default: $REGSYNC_SANDBOX_KEY, else DB.key, made 0600]", show_default=False),
@@ -518,6 +522,7 @@ def sandbox(
         lose_after_rate=lose_after_commit,
         rate_limit=limit,
         seed=seed,
+        apps=app_seed or (),
         out=sys.stderr,
     )
     return EXIT_OK

@@ -493,6 +493,8 @@ def test_run_serves_until_a_signal_and_stops_cleanly(tmp_path, signum):
         print(f"sandbox start-up: {time.perf_counter() - started:.3f}s (interpreter included)")
         origin = lines[-1].split("=", 1)[1]
         assert any('default token "sandbox-token"' in x for x in lines)
+        assert lines[-2] == "REPLICATED_API_TOKEN=sandbox-token"  # the lines to copy
+        assert not any("warning" in x for x in lines)  # loopback: the default token is fine
         r = httpx.get(origin + "/v3/external_registries", headers={"Authorization": "sandbox-token"})
         assert r.json() == {"external_registries": None}
         proc.send_signal(signum)
@@ -703,3 +705,125 @@ def test_an_existing_db_others_can_read_is_refused(tmp_path):
     db.chmod(0o644)
     with pytest.raises(SandboxError, match=r"database .*s\.db has mode 0644.*chmod 600"):
         SandboxServer(db=str(db), token="t", key=os.urandom(32))
+
+
+# -- the official CLI's ways of naming a registry --------------------------------------
+def saved(http, reg, slug):
+    r = http.post("/external_registry", json=body(slug=slug, endpoint=reg.endpoint,
+                                                  username=reg.username, password=reg.password))
+    assert r.status_code == 201
+
+
+def test_a_test_body_with_only_an_endpoint_finds_the_registry_saved_for_it(http, registry_basic):
+    saved(http, registry_basic, "hub-mirror")  # its slug is not its endpoint
+    r = http.put("/external_registry/test", json={"endpoint": registry_basic.endpoint,
+                                                  "image": "test/hello:v1"})
+    assert r.status_code == 200 and r.json() == {"status": 200, "error": ""}
+    assert http.get("/external_registries").json()["external_registries"][0]["lastUsedAt"]
+    logs = http.get("/external_registry/logs", params={"slug": "hub-mirror"}).json()["logs"]
+    assert [(x["slug"], x["endpoint"], x["statusCode"]) for x in logs] == [
+        ("hub-mirror", registry_basic.endpoint, 200)]
+
+
+def test_a_test_body_whose_endpoint_is_a_slug_tests_that_registry_at_its_own_endpoint(
+        http, registry_basic):
+    saved(http, registry_basic, "local")
+    r = http.put("/external_registry/test", json={"endpoint": "local", "image": "test/hello:v1"})
+    assert r.status_code == 200 and r.json() == {"status": 200, "error": ""}
+    logs = http.get("/external_registry/logs", params={"endpoint": "local"}).json()["logs"]
+    assert [(x["slug"], x["endpoint"], x["isSuccess"]) for x in logs] == [
+        ("local", registry_basic.endpoint, True)]  # the saved endpoint, never the name
+    r = http.put("/external_registry/test", json={"endpoint": "nobody", "image": "test/hello:v1"})
+    assert r.status_code == 404 and r.json() == {"message": 'external registry "nobody" not found'}
+
+
+def test_logs_by_endpoint_match_a_slug_too(http, registry_basic):
+    saved(http, registry_basic, "local")
+    http.put("/external_registry/test", json={"slug": "local", "image": "test/hello:v1"})
+    http.put("/external_registry/test", json={"slug": "local", "image": "test/hello:nope"})
+    by_name = http.get("/external_registry/logs", params={"endpoint": "local"}).json()["logs"]
+    by_host = http.get("/external_registry/logs",
+                       params={"endpoint": registry_basic.endpoint}).json()["logs"]
+    assert [x["tag"] for x in by_name] == ["nope", "v1"] and by_name == by_host
+    assert http.get("/external_registry/logs", params={"endpoint": "other"}).json() == {"logs": []}
+
+
+def test_a_test_may_copy_the_original_password_to_its_endpoint_only(http, registry_basic):
+    saved(http, registry_basic, "orig")
+    test = {"copyPassword": True, "originalSlug": "orig", "image": "test/hello:v1"}
+    r = http.put("/external_registry/test", json=dict(test, endpoint=registry_basic.endpoint))
+    assert r.json() == {"status": 200, "error": ""}
+    r = http.put("/external_registry/test", json=dict(test, endpoint="other-host.example.com"))
+    assert r.status_code == 400 and r.json()["message"].startswith('copyPassword needs the endpoint')
+
+
+# -- apps ----------------------------------------------------------------------------------
+def test_apps_are_empty_then_seeded_by_the_control_endpoint(sandbox, http, control):
+    r = http.get("/apps", params={"excludeChannels": "true"})
+    assert r.status_code == 200 and r.json() == {}
+    r = control.post("/_sandbox/apps", json={"apps": [{"slug": "my-app", "name": "My App"},
+                                                     {"slug": "other", "id": "2abcOTHER"}]})
+    assert r.status_code == 200
+    apps = http.get("/apps").json()["apps"]
+    assert [(a["slug"], a["name"], a["id"]) for a in apps] == [
+        ("my-app", "My App", apps[0]["id"]), ("other", "other", "2abcOTHER")]
+    assert apps[0]["teamId"] == sandbox.store.team_id and apps[0]["created"].endswith("Z")
+    bad = control.post("/_sandbox/apps", json={"apps": [{"slug": "fine"}, {"slug": "Not OK"}]})
+    assert bad.status_code == 400 and "app slug 'Not OK' must be lowercase" in bad.json()["message"]
+    dup = control.post("/_sandbox/apps", json={"apps": [{"slug": "my-app"}, {"slug": "my-app"}]})
+    assert dup.status_code == 400 and dup.json()["message"] == "bad apps body: two apps have the slug 'my-app'"
+    assert [a["slug"] for a in http.get("/apps").json()["apps"]] == ["my-app", "other"]
+    assert control.post("/_sandbox/apps", json={"apps": [{"slug": "third"}]}).status_code == 200
+    assert [a["slug"] for a in http.get("/apps").json()["apps"]] == ["third"]  # replaced
+    control.post("/_sandbox/reset")
+    assert http.get("/apps").json() == {}
+
+
+def test_seeded_apps_have_stable_ids_and_come_back_on_reset(tmp_path):
+    from reconciler.sandbox.apps import parse_app_option
+
+    seeds = [parse_app_option("my-app"), parse_app_option("pinned=2PinnedId")]
+    with SandboxServer(token="t", key=os.urandom(32), apps=seeds) as s, client(s) as c:
+        first = c.get("/apps").json()["apps"]
+        httpx.post(s.origin.removesuffix("/vendor") + "/_sandbox/apps", headers={"Authorization": "t"},
+                   json={"apps": []})
+        assert c.get("/apps").json() == {}
+        httpx.post(s.origin.removesuffix("/vendor") + "/_sandbox/reset", headers={"Authorization": "t"})
+        assert [a["id"] for a in c.get("/apps").json()["apps"]] == [a["id"] for a in first]
+    with SandboxServer(token="t", key=os.urandom(32), apps=[parse_app_option("my-app")]) as s, client(s) as c:
+        assert c.get("/apps").json()["apps"][0]["id"] == first[0]["id"]
+    assert first[1]["id"] == "2PinnedId"
+    with pytest.raises(ValueError, match="write SLUG or SLUG=ID"):
+        parse_app_option("my app")
+
+
+def test_the_read_only_token_lists_apps(sandbox):
+    with client(sandbox, sandbox.readonly_token) as ro:
+        assert ro.get("/apps").status_code == 200
+
+
+# -- what `regsync sandbox` says when it starts ---------------------------------------------
+def test_the_default_token_beyond_loopback_is_warned_about():
+    from reconciler.sandbox.server import banner
+
+    def lines(host, **kw):
+        args = dict(origin="http://127.0.0.1:1/vendor", db=":memory:", token="sandbox-token",
+                    default_token=True, env={})
+        args.update(kw)
+        return banner(host=host, **args)
+
+    wide = lines("0.0.0.0")
+    assert ('regsync sandbox: warning: listening on 0.0.0.0 with the well-known default token '
+            '"sandbox-token": anyone who can reach this port can read and change its registries '
+            "(set --token or REGSYNC_SANDBOX_TOKEN)") in wide
+    for host in ("127.0.0.1", "::1", "localhost"):
+        assert not any("warning" in x for x in lines(host))
+    assert not any("warning" in x for x in lines("0.0.0.0", token="mine", default_token=False))
+    assert wide[-2:] == ["REPLICATED_API_TOKEN=sandbox-token",
+                         "REPLICATED_API_ORIGIN=http://127.0.0.1:1/vendor"]
+    from_env = lines("127.0.0.1", token="s3cret-canary", default_token=False,
+                     env={"REGSYNC_SANDBOX_TOKEN": "s3cret-canary"})
+    assert from_env[-2] == "REPLICATED_API_TOKEN=$REGSYNC_SANDBOX_TOKEN"
+    given = lines("127.0.0.1", token="s3cret-canary", default_token=False)
+    assert given[-2] == "REPLICATED_API_TOKEN=<the token given with --token>"
+    assert "s3cret-canary" not in "".join(from_env + given)

@@ -131,8 +131,9 @@ def _login_problem(sandbox, endpoint: str, username: str, password: Secret) -> s
             f"{check.status}): {_scrub(check.error, password)}")
 
 
-def _copied_password(sandbox, data: dict, endpoint: str) -> Secret:
-    """The saved password of ``originalSlug``, only for that registry's own endpoint."""
+def _copied_password(sandbox, data: dict, endpoint: str):
+    """(the original registry, its saved password) for ``originalSlug``: only for that
+    registry's own endpoint."""
     original = _text(data, "originalSlug", required=True)
     saved = sandbox.store.get(original)
     if saved is None:
@@ -145,7 +146,7 @@ def _copied_password(sandbox, data: dict, endpoint: str) -> Secret:
     secret = sandbox.store.password(original)
     if secret is None:  # deleted meanwhile
         raise BadRequest(f'originalSlug "{original}" is not an external registry')
-    return secret
+    return saved, secret
 
 
 def _list(sandbox, slug, body, query):
@@ -159,7 +160,7 @@ def _create(sandbox, slug, body, query):
     username = _text(data, "username", required=True)
     secret = None
     if _flag(data, "copyPassword") and not data.get("password"):
-        secret = _copied_password(sandbox, data, endpoint)
+        _, secret = _copied_password(sandbox, data, endpoint)
     if secret is None:
         secret = Secret(_text(data, "password", required=True))
     provider = _text(data, "provider") or "other"
@@ -219,30 +220,45 @@ def _delete(sandbox, slug, body, query):
     return 204, None
 
 
+def _saved_for_test(sandbox, slug: str | None, endpoint: str | None):
+    """The saved registry a test body without credentials names: by ``slug``, else by
+    ``endpoint`` as a slug (the default slug is the endpoint; the official CLI sends a
+    registry's name there), else the first registry saved for that endpoint."""
+    if slug is not None:
+        saved = sandbox.store.get(slug)
+        if saved is not None and endpoint is not None and endpoint != saved.endpoint:
+            raise BadRequest(  # never send saved credentials to a host they were not saved for
+                f'endpoint "{endpoint}" is not the endpoint of external registry "{slug}"'
+            )
+        return saved
+    return sandbox.store.get(endpoint) or sandbox.store.saved_for(endpoint)
+
+
 def _test(sandbox, slug, body, query):
     data = _json_body(body)
     image = _text(data, "image", required=True)
     endpoint = _text(data, "endpoint")
-    slug = _text(data, "slug") or endpoint
-    if slug is None:
+    given = _text(data, "slug")
+    if given is None and endpoint is None:
         raise BadRequest("endpoint is required")
-    saved = sandbox.store.get(slug)
     username, password = _text(data, "username"), _text(data, "password")
-    if password is not None:  # test before save: the body's credentials
-        secret = Secret(password)
-        username = username or (saved.username if saved else "")
-        saved = None  # lastUsedAt belongs to the saved credentials only
+    saved = None  # set when testing the saved credentials (lastUsedAt is theirs only)
+    if password is not None or _flag(data, "copyPassword"):  # test before save
         if endpoint is None:
             raise BadRequest("endpoint is required")
+        slug = given or endpoint
+        if password is not None:  # the body's credentials
+            secret = Secret(password)
+            known = sandbox.store.get(slug)
+        else:  # duplicating: the original's password, to the original's endpoint only
+            known, secret = _copied_password(sandbox, data, endpoint)
+        username = username or (known.username if known else "")
     else:
+        saved = _saved_for_test(sandbox, given, endpoint)
         if saved is None:
-            return _not_found(slug)
-        if endpoint is not None and endpoint != saved.endpoint:  # never send saved
-            raise BadRequest(  # credentials to a host they were not saved for
-                f'endpoint "{endpoint}" is not the endpoint of external registry "{slug}"'
-            )
+            return _not_found(given or endpoint)
+        slug, username, endpoint = saved.slug, saved.username, saved.endpoint
         secret = sandbox.store.password(slug)
-        username, endpoint = saved.username, saved.endpoint
     from reconciler import oci
 
     try:
@@ -290,8 +306,8 @@ def _iam(sandbox, slug, body, query):
 
 def _apps(sandbox, slug, body, query):
     apps = sandbox.apps()
-    return 200, ({"apps": apps} if apps else {})
+    return 200, ({"apps": apps} if apps else {})  # the real API answers {} for no apps
 
 
-HANDLERS = {"apps": _apps, "list": _list, "create": _create, "update": _update, "delete": _delete,
-             "test": _test, "logs": _logs, "iam": _iam}
+HANDLERS = {"list": _list, "create": _create, "update": _update, "delete": _delete,
+             "test": _test, "logs": _logs, "iam": _iam, "apps": _apps}

@@ -17,13 +17,15 @@ regsync (or the official CLI) at it. Choices where the contract is silent:
 - A read-only token (``readonly_token``) may list, read logs and the IAM config;
   create, update, delete and test answer 403.
 
-- ``GET /v3/apps`` (the official CLI's ListApps) answers the apps seeded with
-  ``POST /_sandbox/apps`` or ``SandboxServer(apps=...)``: ``{"apps": [...]}``, and
-  ``{}`` when there are none, as the real API does.
+- ``GET /v3/apps`` (outside the external-registries contract; the official CLI's
+  ``ListApps``) answers ``{"apps": [...]}``, and ``{}`` when there are none, as the
+  real API does: the apps seeded with ``SandboxServer(apps=...)`` (``regsync sandbox
+  --app``), ``set_apps`` or ``POST /_sandbox/apps``.
 
 Control endpoints (same token, never faulted or counted): ``GET /_sandbox/stats``,
-``POST /_sandbox/faults``, ``POST /_sandbox/reset``, ``POST /_sandbox/apps``
-(``{"apps": [{"id", "name", "slug"}]}``: the team's apps, replacing any before).
+``POST /_sandbox/faults``, ``POST /_sandbox/reset`` (the apps back to the seeds),
+``POST /_sandbox/apps`` (``{"apps": [{"slug", "name"?, "id"?}]}``: the team's apps,
+replacing any before).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from reconciler.errors import SandboxError
+from reconciler.sandbox.apps import Apps
 from reconciler.sandbox.faults import MAX_LATENCY_MS, Faults, Stats, format_retry_after
 from reconciler.sandbox.operations import HANDLERS, BadRequest, forbidden, parse_json
 from reconciler.sandbox.store import TEAM_ID, Store
@@ -262,8 +265,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"reset": True})
         if path == "/_sandbox/apps" and self.command == "POST":
             try:
-                sandbox.set_apps(json.loads(body or b"{}").get("apps") or [])
-            except (ValueError, TypeError, AttributeError) as exc:
+                sandbox.team_apps.configure(parse_json(body or b"{}", what="the apps body"))
+            except BadRequest as exc:
+                return self._send(400, {"message": str(exc)})
+            except ValueError as exc:
                 return self._send(400, {"message": f"bad apps body: {exc}"})
             return self._send(200, {"apps": sandbox.apps()})
         if path == "/_sandbox/faults" and self.command == "POST":
@@ -323,34 +328,25 @@ class SandboxServer:
         self.backlog = backlog
         self.out = out
         self._out_lock = threading.Lock()
+        self.team_apps = Apps(apps)  # ValueError for a bad seed or two with one slug or id
         self.store = Store(db=db, key=key, team_id=team_id)
-        self._apps_lock = threading.Lock()
-        self._apps: list[dict] = []
-        self.set_apps(apps)
         self._serving: ServerThread | None = None
 
     def set_apps(self, apps) -> None:
-        """The team's apps for ``GET /v3/apps``: each a mapping with ``id`` and ``slug``
-        (``name`` defaults to the slug). Raises ValueError for anything else."""
-        seeded = []
-        for app in apps:
-            if not isinstance(app, dict) or not all(
-                isinstance(app.get(k), str) and app.get(k) for k in ("id", "slug")
-            ):
-                raise ValueError("each app needs a non-empty string id and slug")
-            seeded.append({"id": app["id"], "name": str(app.get("name") or app["slug"]),
-                           "slug": app["slug"], "teamId": self.store.team_id})
-        with self._apps_lock:
-            self._apps = seeded
+        """Replace the team's apps (``GET /v3/apps``): each an ``App`` or a mapping with
+        ``slug`` and optional ``name`` and ``id``. ValueError changes nothing."""
+        self.team_apps.replace(apps)
 
     def apps(self) -> list[dict]:
-        with self._apps_lock:
-            return [dict(app) for app in self._apps]
+        """The team's apps as ``GET /v3/apps`` lists them."""
+        return [app.to_api(self.store.team_id) for app in self.team_apps.list()]
 
     @property
     def origin(self) -> str:
-        """What REPLICATED_API_ORIGIN should be: ``http://HOST:PORT/vendor``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        """What REPLICATED_API_ORIGIN should be: ``http://HOST:PORT/vendor`` (loopback
+        for a wildcard host: this machine's clients reach it there)."""
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(self.host, self.host)
+        host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.port}/vendor"
 
     def env(self) -> dict[str, str]:
@@ -378,9 +374,10 @@ class SandboxServer:
         self.store.close()
 
     def reset(self) -> None:
-        """Forget every registry, log and app, zero the stats, clear the faults."""
+        """Forget every registry and log, zero the stats, clear the faults; the apps
+        are the seeded ones again."""
         self.store.reset()
-        self.set_apps(())
+        self.team_apps.reset()
         self.stats.reset()
         self.faults.clear()
 
@@ -389,6 +386,43 @@ class SandboxServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def banner(*, host: str, origin: str, db: str, token: str, default_token: bool, env,
+           apps=()) -> list[str]:
+    """What ``regsync sandbox`` says when it is up: a warning when the well-known
+    token is served beyond loopback, then the lines to copy, the origin last."""
+    where = "in memory" if db == ":memory:" else db
+    lines = [f"regsync sandbox: Vendor API stand-in listening (state {where}); Ctrl-C stops it"]
+    if default_token:
+        lines.append(f'regsync sandbox: using the default token "{DEFAULT_TOKEN}" '
+                     f"(local stand-in; set --token or {TOKEN_ENV} to choose one)")
+        if not _is_loopback(host):
+            lines.append(f"regsync sandbox: warning: listening on {host} with the well-known "
+                         f'default token "{DEFAULT_TOKEN}": anyone who can reach this port can '
+                         f"read and change its registries (set --token or {TOKEN_ENV})")
+    if apps:
+        lines.append(f"regsync sandbox: apps {', '.join(a.slug for a in apps)}")
+    lines.append("regsync sandbox: point regsync or the replicated CLI here with:")
+    lines.append(f"REPLICATED_API_TOKEN={_token_to_copy(token, default_token, env)}")
+    lines.append(f"REPLICATED_API_ORIGIN={origin}")
+    return lines
+
+
+def _is_loopback(host: str) -> bool:
+    from reconciler.oci import is_loopback
+
+    return is_loopback(f"[{host}]" if ":" in host else host)
+
+
+def _token_to_copy(token: str, default_token: bool, env) -> str:
+    """The token for the line to copy: the well-known default as is, one from the
+    environment by its variable, one given with --token not at all (never echoed)."""
+    if default_token:
+        return token
+    if env.get(TOKEN_ENV) == token:
+        return "$" + TOKEN_ENV
+    return "<the token given with --token>"
 
 
 DEFAULT_DB = "./regsync-sandbox.db"
@@ -410,6 +444,7 @@ def run(
     lose_after_rate: float = 0.0,
     rate_limit: tuple[int, float] | None = None,
     seed: int | None = None,
+    apps=(),
     out=None,
     ready: threading.Event | None = None,
     stop: threading.Event | None = None,
@@ -436,11 +471,18 @@ def run(
     for name, rate in (("fail-before-commit", fail_before_rate), ("lose-after-commit", lose_after_rate)):
         if not 0.0 <= rate <= 1.0:
             raise SandboxError(f"--{name} must be between 0 and 1, not {rate}")
+    from reconciler.sandbox.apps import parse_app_option
+
+    try:
+        seeds = [parse_app_option(text) for text in apps]
+        Apps(seeds)
+    except ValueError as exc:
+        raise SandboxError(str(exc)) from None
     faults = Faults(latency_ms=latency_ms, rate_limit=rate_limit, fail_before_rate=fail_before_rate,
                     lose_after_rate=lose_after_rate, seed=seed)
     key = load_key(db=db, key_file=key_file, env=env)
     server = SandboxServer(host=host, port=port, db=db, token=token, key=key,
-                           readonly_token=readonly_token, faults=faults, out=out)
+                           readonly_token=readonly_token, faults=faults, out=out, apps=seeds)
     server.start()
     stop = stop or threading.Event()
     previous = {}
@@ -448,12 +490,9 @@ def run(
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, lambda *_: stop.set())
     try:
-        where = "in memory" if db == ":memory:" else db
-        out.write(f"regsync sandbox: Vendor API stand-in listening (state {where}); Ctrl-C stops it\n")
-        if default_token:
-            out.write(f'regsync sandbox: using the default token "{DEFAULT_TOKEN}" '
-                      f"(local stand-in; set --token or {TOKEN_ENV} to choose one)\n")
-        out.write(f"REPLICATED_API_ORIGIN={server.origin}\n")
+        for line in banner(host=host, origin=server.origin, db=db, token=token,
+                           default_token=default_token, env=env, apps=seeds):
+            out.write(line + "\n")
         out.flush()
         if ready is not None:
             ready.set()

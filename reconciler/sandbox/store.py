@@ -235,6 +235,15 @@ class Store:
             ).fetchone()
         return None if row is None else self._row(row)
 
+    def saved_for(self, endpoint: str) -> StoredRegistry | None:
+        """The first registry (in creation order) saved for ``endpoint``."""
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {self._COLUMNS} FROM registries WHERE endpoint = ? ORDER BY seq LIMIT 1",
+                (endpoint,),
+            ).fetchone()
+        return None if row is None else self._row(row)
+
     def password(self, slug: str) -> Secret | None:
         with self._lock:
             row = self._db.execute(
@@ -302,13 +311,15 @@ class Store:
             )
 
     def logs(self, *, slug: str | None = None, endpoint: str | None = None) -> list[dict]:
+        """Newest first; ``endpoint`` matches an entry's endpoint or its slug (the
+        official CLI sends a registry's name as ``endpoint``)."""
         where, args = [], []
         if slug:
             where.append("slug = ?")
             args.append(slug)
         if endpoint:
-            where.append("endpoint = ?")
-            args.append(endpoint)
+            where.append("(endpoint = ? OR slug = ?)")
+            args += [endpoint, endpoint]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         with self._lock:
             rows = self._db.execute(
