@@ -827,3 +827,77 @@ def test_the_default_token_beyond_loopback_is_warned_about():
     given = lines("127.0.0.1", token="s3cret-canary", default_token=False)
     assert given[-2] == "REPLICATED_API_TOKEN=<the token given with --token>"
     assert "s3cret-canary" not in "".join(from_env + given)
+
+
+# -- the exact requests of the official CLI (replicatedhq/replicated) -------------------------
+# pkg/platformclient/client.go DoJSON + setCommonHeaders: the origin + path, the raw token in
+# Authorization, JSON Content-Type and Accept, "Replicated/<version>" as User-Agent; Go's
+# transport adds Host, Accept-Encoding: gzip and, for a body, Content-Length; the body is
+# json.Encoder output (compact, with a trailing newline).
+# pkg/kotsclient/registry_validate.go TestKOTSRegistry: PUT /v3/external_registry/test with
+#   {"endpoint": NAME, "image": IMAGE}, 200 expected, {"status"} read.
+# pkg/kotsclient/registry_logs.go LogsRegistry: GET /v3/external_registry/logs?endpoint=
+#   url.QueryEscape(NAME), no body, 200 expected, {"logs": [{createdAt, action, statusCode,
+#   isSuccess, image}]} read.
+# pkg/kotsclient/app.go ListApps: GET /v3/apps?excludeChannels=false, {"apps": [{id, name,
+#   slug, ...}]} read (time fields as RFC 3339).
+def cli_request(sandbox, method, path, body=None):
+    import http.client
+    import json as jsonlib
+    from urllib.parse import urlsplit
+
+    origin = urlsplit(sandbox.origin)
+    conn = http.client.HTTPConnection(origin.hostname, origin.port, timeout=10)
+    try:
+        conn.putrequest(method, origin.path + path, skip_accept_encoding=True)
+        conn.putheader("User-Agent", "Replicated/0.0.0-test")
+        data = None
+        if body is not None:
+            data = (jsonlib.dumps(body, separators=(",", ":")) + "\n").encode()
+            conn.putheader("Content-Length", str(len(data)))
+        conn.putheader("Accept", "application/json")
+        conn.putheader("Authorization", sandbox.token)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Accept-Encoding", "gzip")
+        conn.endheaders(data)
+        answer = conn.getresponse()
+        return answer.status, jsonlib.loads(answer.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_the_official_cli_registry_test_and_logs_by_name(sandbox, http, registry_basic):
+    from datetime import datetime
+    from urllib.parse import quote_plus
+
+    saved(http, registry_basic, "my registry/1")  # a name QueryEscape must encode
+    name = "my registry/1"
+    status, answer = cli_request(sandbox, "PUT", "/v3/external_registry/test",
+                                 {"endpoint": name, "image": "test/hello:v1"})
+    assert status == 200 and answer["status"] == 200  # "Registry conection appears ok"
+    status, answer = cli_request(sandbox, "PUT", "/v3/external_registry/test",
+                                 {"endpoint": name, "image": "test/hello:nope"})
+    assert status == 200 and answer["status"] == 404  # the CLI's MANIFEST_UNKNOWN advice
+    status, answer = cli_request(sandbox, "GET", f"/v3/external_registry/logs?endpoint={quote_plus(name)}")
+    assert status == 200
+    logs = answer["logs"]
+    assert [(x["action"], x["statusCode"], x["isSuccess"], x["image"]) for x in logs] == [
+        ("test", 404, False, "test/hello"), ("test", 200, True, "test/hello")]
+    for entry in logs:
+        datetime.fromisoformat(entry["createdAt"].replace("Z", "+00:00"))
+    # by endpoint, as the CLI's own help once said (registry test HOSTNAME)
+    status, answer = cli_request(sandbox, "PUT", "/v3/external_registry/test",
+                                 {"endpoint": registry_basic.endpoint, "image": "test/hello:v1"})
+    assert status == 200 and answer["status"] == 200
+
+
+def test_the_official_cli_list_apps(sandbox, control):
+    from datetime import datetime
+
+    assert cli_request(sandbox, "GET", "/v3/apps?excludeChannels=false") == (200, {})
+    control.post("/_sandbox/apps", json={"apps": [{"slug": "my-app", "name": "My App"}]})
+    status, answer = cli_request(sandbox, "GET", "/v3/apps?excludeChannels=false")
+    assert status == 200
+    (app,) = answer["apps"]
+    assert {"id", "name", "slug"} <= set(app) and app["slug"] == "my-app"
+    datetime.fromisoformat(app["created"].replace("Z", "+00:00"))  # Go's time.Time: RFC 3339
