@@ -901,3 +901,42 @@ def test_the_official_cli_list_apps(sandbox, control):
     (app,) = answer["apps"]
     assert {"id", "name", "slug"} <= set(app) and app["slug"] == "my-app"
     datetime.fromisoformat(app["created"].replace("Z", "+00:00"))  # Go's time.Time: RFC 3339
+
+
+def test_the_sandbox_command_seeds_apps(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGSYNC_SANDBOX")}
+    proc = subprocess.Popen([sys.executable, "-m", "reconciler", "sandbox", "--port", "0", "--db",
+                             ":memory:", "--app", "my-app", "--app", "other=2OtherId"],
+                            cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        origin = None
+        while origin is None:
+            line = proc.stdout.readline()
+            assert line, "regsync sandbox exited before printing its origin"
+            if line.startswith("REPLICATED_API_ORIGIN="):
+                origin = line.strip().split("=", 1)[1]
+        r = httpx.get(origin + "/v3/apps", headers={"Authorization": "sandbox-token"}, timeout=5)
+        assert [(a["slug"], a["id"]) for a in r.json()["apps"]][1] == ("other", "2OtherId")
+        assert r.json()["apps"][0]["slug"] == "my-app"
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+
+
+def test_the_access_log_escapes_control_characters():
+    import socket
+
+    out = io.StringIO()
+    with SandboxServer(token="t", key=os.urandom(32), out=out) as s:
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+            sock.sendall(b"GET /vendor/v3/\x1b[2J\x1b]0;title\x07 HTTP/1.1\r\nHost: x\r\n"
+                         b"Connection: close\r\n\r\n")
+            while sock.recv(4096):
+                pass
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "GET /vendor/v3/\\x1b[2J\\x1b]0;title\\x07 401" in out.getvalue()
