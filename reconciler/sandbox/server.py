@@ -263,22 +263,18 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/_sandbox/reset" and self.command == "POST":
             sandbox.reset()
             return self._send(200, {"reset": True})
-        if path == "/_sandbox/apps" and self.command == "POST":
-            try:
-                sandbox.team_apps.configure(parse_json(body or b"{}", what="the apps body"))
+        knobs = {"/_sandbox/apps": ("apps", sandbox.team_apps.configure,
+                                    lambda: {"apps": sandbox.apps()}),
+                 "/_sandbox/faults": ("faults", sandbox.faults.configure, sandbox.faults.describe)}
+        if path in knobs and self.command == "POST":
+            name, configure, describe = knobs[path]
+            try:  # every field is checked before anything changes
+                configure(parse_json(body or b"{}", what=f"the {name} body"))
             except BadRequest as exc:
                 return self._send(400, {"message": str(exc)})
             except ValueError as exc:
-                return self._send(400, {"message": f"bad apps body: {exc}"})
-            return self._send(200, {"apps": sandbox.apps()})
-        if path == "/_sandbox/faults" and self.command == "POST":
-            try:
-                sandbox.faults.configure(parse_json(body or b"{}", what="the faults body"))
-            except BadRequest as exc:
-                return self._send(400, {"message": str(exc)})
-            except ValueError as exc:
-                return self._send(400, {"message": f"bad faults body: {exc}"})
-            return self._send(200, sandbox.faults.describe())
+                return self._send(400, {"message": f"bad {name} body: {exc}"})
+            return self._send(200, describe())
         return self._send(404, {"message": "not found"})
 
 
