@@ -7,7 +7,7 @@ with the registries that already match last. ``Plan.data`` is the JSON shape sha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reconciler.errors import PlanError
 from reconciler.model import DesiredRegistry, RegistryWrite, RemoteRegistry
@@ -90,9 +90,19 @@ class Change:
             "fields": list(self.field_names),
             "reasons": list(self.reasons),
         }
+        data["changed"] = [_field_data(f) for f in self.fields]
         if self.action == "delete":
             data["last_used_at"] = self.last_used_at
         return data
+
+
+def _field_data(f: FieldChange) -> dict:
+    """A field's old and new values; for credentials only the description, never a value."""
+    if f.secret:
+        return {"field": f.name, "new": f.new}
+    def plain(value):
+        return list(value) if isinstance(value, tuple) else value
+    return {"field": f.name, "old": plain(f.old), "new": plain(f.new)}
 
 
 def _order(change: Change) -> tuple[int, str]:
@@ -106,6 +116,12 @@ class Plan:
     ignored: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     max_deletes: int = 1
+    #: set by ``reconciler.workflow.make_plan``: the registries file (as given), its
+    #: warnings (as ``validate`` prints them), and the plan digest (``reconciler.digest``)
+    source: str = ""
+    file_warnings: tuple[str, ...] = field(default=())
+    digest: str = ""
+    digest_items: tuple = ()  # dicts: action, slug, the change's own short digest
 
     def __post_init__(self):
         object.__setattr__(self, "changes", tuple(sorted(self.changes, key=_order)))
@@ -144,6 +160,10 @@ class Plan:
             "unmanaged": [r.slug for r in self.unmanaged],
             "ignored": list(self.ignored),
             "warnings": list(self.warnings),
+            "file": self.source,
+            "file_warnings": list(self.file_warnings),
+            "digest": self.digest,
+            "digest_items": [dict(i) for i in self.digest_items],
         }
 
     def summary_line(self) -> str:

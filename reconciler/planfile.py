@@ -156,9 +156,11 @@ def load_plan(path) -> SavedPlan:
 
 
 def _comparable(data: dict) -> dict:
-    """Plan data without what may move without changing what apply does (lastUsedAt)."""
+    """Plan data without what may move without changing what apply does (lastUsedAt, and
+    the path the registries file was named by, which its warnings quote)."""
     changes = [{k: v for k, v in c.items() if k != "last_used_at"} for c in data.get("changes", [])]
-    return {**data, "changes": changes}
+    rest = {k: v for k, v in data.items() if k not in ("file", "file_warnings")}
+    return {**rest, "changes": changes}
 
 
 def check_fresh(

@@ -5,6 +5,7 @@ and JSON. Each writes to the stream it is given; none prints, none shows a secre
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 from collections.abc import Sequence
 from typing import TextIO
@@ -119,25 +120,74 @@ def _fence(lines: list[str]) -> str:
     return "`" * count
 
 
+_MD_SYMBOL = {"  +": "+", "  ~": "!", "  -": "-"}  # `!`: GitHub's diff colour for changes
+_MAX_FILE_WARNINGS = 50
+
+
+def _code(text: str) -> str:
+    """``text`` as inline code that no backtick in it can end."""
+    text = printable(text)[:300]
+    if "`" not in text:
+        return f"`{text}`"
+    longest = max(len(run) for run in re.findall("`+", text))
+    fence = "`" * (longest + 1)
+    return f"{fence} {text} {fence}"
+
+
+def _markdown_body(plan: Plan) -> list[str]:
+    """The diff block's lines: each change's lines start with its symbol (`+`, `!`, `-`),
+    so GitHub colours creates green, updates orange and deletes red."""
+    out: list[str] = []
+    symbol = ""
+    for _, line in _body_lines(plan):
+        head = _MD_SYMBOL.get(line[:3])
+        if head is not None:
+            symbol = head
+            out.append(f"{symbol} {line[4:]}")
+        elif symbol and line.startswith("      "):
+            out.append(symbol + line[1:])
+        else:
+            symbol = ""
+            out.append(line)
+    while out and not out[-1]:
+        out.pop()
+    return out
+
+
 def render_markdown(plan: Plan, stream: TextIO) -> None:
-    """A pull-request comment: the summary line first, the details collapsed."""
+    """A pull-request comment: the summary line first, the details collapsed.
+
+    A plan made by ``workflow.make_plan`` also names its registries file (shown, and in a
+    hidden marker line, so a repository with several files gets one comment per file),
+    lists the file's warnings, and ends with the hidden plan-digest markers that
+    ``apply --expect-plan`` reads back."""
+    from reconciler import digest as plan_digest
+
+    head = [plan_digest.file_marker(plan.source)] if plan.source else []
+    where = f" {_code(plan.source)}" if plan.source else ""
     if plan.has_changes:
-        head = [f"**{plan.summary_line()}**"]
+        head.append(f"**{plan.summary_line()}**{where}")
     else:
-        head = ["**No changes.** The team's registries match the file."]
+        head.append(f"**No changes.** The team's registries match the file.{where}")
     for warning in plan.warnings:
-        head += ["", "> [!WARNING]", f"> {warning}"]
-    # change headers at column 0, so GitHub colours `+` green and `-` red in a diff block
-    body = [line[2:] if line.startswith(("  +", "  ~", "  -")) else line
-            for _, line in _body_lines(plan)]
-    while body and not body[-1]:
-        body.pop()
+        head += ["", "> [!WARNING]", f"> {printable(warning)}"]
+    if plan.file_warnings:
+        head += ["", "> [!WARNING]", f"> The registries file{where} has warnings:"]
+        for warning in plan.file_warnings[:_MAX_FILE_WARNINGS]:
+            head.append(f"> - {printable(warning)[:500]}")
+        if len(plan.file_warnings) > _MAX_FILE_WARNINGS:
+            head.append(f"> - ... and {len(plan.file_warnings) - _MAX_FILE_WARNINGS} more")
+    tail = (
+        ["", *plan_digest.digest_markers(plan.digest, [dict(i) for i in plan.digest_items])]
+        if plan.digest else []
+    )
+    body = _markdown_body(plan)
     if not body:
-        stream.write("\n".join(head) + "\n")
+        stream.write("\n".join(head + tail) + "\n")
         return
     fence = _fence(body)
     start = [*head, "", "<details><summary>Details</summary>", "", f"{fence}diff"]
-    end = [fence, "", "</details>"]
+    end = [fence, "", "</details>", *tail]
     body = _cut(body, budget=MARKDOWN_LIMIT - len("\n".join(start + end)) - 2)
     stream.write("\n".join(start + body + end) + "\n")
 
@@ -169,7 +219,7 @@ def _cut(lines: list[str], *, budget: int) -> list[str]:
         tail.pop(0)
     cut = lines[len(head) : len(lines) - len(tail)]
     chars = sum(len(line) + 1 for line in cut)
-    changes = sum(1 for line in cut if line.startswith(("+ ", "~ ", "- ")))
+    changes = sum(1 for line in cut if line.startswith(("+ create ", "! update ", "- destroy ")))
     note = (
         f"... {changes} changes ({len(cut)} lines, {chars} characters) cut here to fit a "
         "pull-request comment; run regsync plan (text, or --format json) to see all of it ..."

@@ -109,6 +109,7 @@ def make_plan(
         targets=set(targets) if targets else None,
         app_names=names,
     )
+    plan = _with_digest(plan, config, fingerprinter)
     return Session(
         config=config,
         state_path=state_file,
@@ -118,6 +119,21 @@ def make_plan(
         plan=plan,
         prune=prune,
         targets=tuple(targets),
+    )
+
+
+def _with_digest(plan, config: Config, fingerprinter):
+    """The plan with what its markdown and JSON views show beyond the changes."""
+    from dataclasses import replace
+
+    from reconciler.digest import items, plan_digest
+
+    return replace(
+        plan,
+        source=str(config.path),
+        file_warnings=tuple(str(w) for w in config.warnings),
+        digest=plan_digest(plan, fingerprinter),
+        digest_items=tuple(items(plan, fingerprinter)),
     )
 
 

@@ -147,20 +147,20 @@ def test_markdown_summary_first_and_details_collapsed():
         "regsync will perform these actions:\n"
         "\n"
         "+ create acme-hub (dockerhub)\n"
-        "      provider: dockerhub\n"
-        "      endpoint: index.docker.io\n"
-        "      authType: password\n"
-        "      username: acme\n"
-        "      appIds: (all apps)\n"
-        "      credentials: (will be set)\n"
+        "+     provider: dockerhub\n"
+        "+     endpoint: index.docker.io\n"
+        "+     authType: password\n"
+        "+     username: acme\n"
+        "+     appIds: (all apps)\n"
+        "+     credentials: (will be set)\n"
         "\n"
-        "~ update acme-quay (quay)\n"
-        "      endpoint: quay.io -> quay.example.com\n"
-        "      appIds: [app-1] -> [app-1, app-2]\n"
-        "      credentials: (changed)\n"
+        "! update acme-quay (quay)\n"
+        "!     endpoint: quay.io -> quay.example.com\n"
+        "!     appIds: [app-1] -> [app-1, app-2]\n"
+        "!     credentials: (changed)\n"
         "\n"
         "- destroy old-nexus (nexus)\n"
-        "      last used: 2026-03-04T05:06:07Z\n"
+        "-     last used: 2026-03-04T05:06:07Z\n"
         "\n"
         "Ignored (settings.ignore): vendor-mirror\n"
         "```\n"
@@ -209,18 +209,36 @@ def test_json_is_the_plan_data_and_nothing_else():
         "changes": [
             {"action": "create", "slug": "acme-hub", "provider": "dockerhub",
              "fields": ["provider", "endpoint", "authType", "username", "appIds", "credentials"],
-             "reasons": []},
+             "reasons": [],
+             "changed": [
+                 {"field": "provider", "old": None, "new": "dockerhub"},
+                 {"field": "endpoint", "old": None, "new": "index.docker.io"},
+                 {"field": "authType", "old": None, "new": "password"},
+                 {"field": "username", "old": None, "new": "acme"},
+                 {"field": "appIds", "old": None, "new": []},
+                 {"field": "credentials", "new": "(will be set)"},
+             ]},
             {"action": "update", "slug": "acme-quay", "provider": "quay",
-             "fields": ["endpoint", "appIds", "credentials"], "reasons": []},
+             "fields": ["endpoint", "appIds", "credentials"], "reasons": [],
+             "changed": [
+                 {"field": "endpoint", "old": "quay.io", "new": "quay.example.com"},
+                 {"field": "appIds", "old": ["app-1"], "new": ["app-1", "app-2"]},
+                 {"field": "credentials", "new": "(changed)"},
+             ]},
             {"action": "delete", "slug": "old-nexus", "provider": "nexus", "fields": [],
-             "reasons": [], "last_used_at": "2026-03-04T05:06:07Z"},
+             "reasons": [], "changed": [], "last_used_at": "2026-03-04T05:06:07Z"},
             {"action": "noop", "slug": "acme-ghcr", "provider": "ghcr", "fields": [],
-             "reasons": []},
+             "reasons": [], "changed": []},
         ],
         "summary": {"create": 1, "update": 1, "delete": 1},
         "unmanaged": [],
         "ignored": ["vendor-mirror"],
         "warnings": [],
+        # set by workflow.make_plan (tests/test_digest.py covers them)
+        "file": "",
+        "file_warnings": [],
+        "digest": "",
+        "digest_items": [],
     }
 
 
