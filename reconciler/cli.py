@@ -40,6 +40,11 @@ class PlanFormat(str, Enum):
     json = "json"
 
 
+class ReportFormat(str, Enum):
+    json = "json"
+    markdown = "markdown"
+
+
 class ListFormat(str, Enum):
     table = "table"
     json = "json"
@@ -144,6 +149,8 @@ def _render_plan(plan, fmt: PlanFormat, stream) -> None:
         render.render_markdown(plan, stream)
     else:
         render.render_text(plan, stream, color=_use_color(stream))
+        if plan.digest:
+            stream.write(f"Plan digest: {plan.digest}\n")
 
 
 @app.command()
@@ -262,6 +269,19 @@ def apply(
     report: Annotated[
         Optional[Path], typer.Option("--report", help="Write a JSON report of each change and test.")
     ] = None,
+    report_format: Annotated[
+        ReportFormat,
+        typer.Option("--report-format", help="--report as JSON, or as markdown for a CI job summary."),
+    ] = ReportFormat.json,
+    expect_plan: Annotated[
+        Optional[str],
+        typer.Option(
+            "--expect-plan",
+            help="Apply only if the plan has this digest (sha256:..., or a file holding a "
+            "markdown or JSON plan); refuse before any change otherwise.",
+            show_default=False,
+        ),
+    ] = None,
     target: TargetOpt = None,
     prune: PruneOpt = False,
     check_credentials: Annotated[
@@ -301,6 +321,11 @@ def apply(
         return EXIT_ERROR
     if report:
         _check_writable(report)  # before any change: a bad path must not fail a done apply
+    expected = None
+    if expect_plan is not None:
+        from reconciler.digest import parse_expected
+
+        expected = parse_expected(expect_plan)
     result = workflow.run_apply(
         config,
         env=env,
@@ -308,6 +333,7 @@ def apply(
         origin=api_origin,
         state_path=state,
         saved=saved,
+        expected=expected,
         prune=prune,
         targets=target or (),
         parallelism=parallelism,
@@ -324,7 +350,11 @@ def apply(
     if result is None:
         _err("Apply cancelled; nothing was changed.")
         return EXIT_ERROR
-    if report:
+    if report and report_format is ReportFormat.markdown:
+        from reconciler.report import apply_markdown
+
+        _write_text(report, apply_markdown(result))
+    elif report:
         _write_json(report, result.report_data())
     c = result.counts
     print(
@@ -347,8 +377,12 @@ def _check_writable(path: Path) -> None:
 def _write_json(path: Path, data) -> None:
     import json
 
+    _write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def _write_text(path: Path, text: str) -> None:
     try:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        Path(path).write_text(text)
     except OSError as exc:
         raise RegsyncError(f"cannot write {path}: {exc.strerror}") from exc
 

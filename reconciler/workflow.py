@@ -171,6 +171,7 @@ def run_apply(
     origin: str | None = None,
     state_path: str | os.PathLike | None = None,
     saved=None,
+    expected=None,
     prune: bool = False,
     targets: Collection[str] = (),
     parallelism: int = 4,
@@ -206,6 +207,10 @@ def run_apply(
         on_config(session.config)
         if saved is not None:
             check_saved_plan(saved, session)
+        if expected is not None:  # --expect-plan: a reviewed digest, before any change
+            from reconciler.digest import check_expected
+
+            check_expected(expected, session.plan, session.fingerprinter)
         if show_plan is not None:
             show_plan(session.plan)
         session.plan.raise_if_unsafe(force=force)  # before asking: a refusal asks nothing
