@@ -562,6 +562,11 @@ def sandbox(
     return EXIT_OK
 
 
+from reconciler import cli_github  # noqa: E402  (typer only: `regsync github ...`)
+
+app.add_typer(cli_github.app, name="github")
+
+
 def _click_exception_types():
     # typer vendors click and re-exports only some of its exceptions; find the base
     # of its usage errors without reaching into a private module.

@@ -68,7 +68,7 @@ def plan_digest(plan: Plan, fingerprinter) -> str:
 
 # --- hidden markers in markdown ---------------------------------------------------
 
-def _comment_safe(text: str) -> str:
+def comment_safe(text: str) -> str:
     """``text`` that cannot end an HTML comment (``-->``) or break the marker's line."""
     return "".join(
         f"%{ord(ch):02X}" if ch in "%->:" or not ch.isprintable() or ch.isspace() else ch
@@ -78,11 +78,18 @@ def _comment_safe(text: str) -> str:
 
 def file_marker(path: str) -> str:
     """The hidden line that names the registries file a plan comment is for."""
-    return f"<!-- {FILE_MARKER}: {_comment_safe(path)} -->"
+    return f"<!-- {FILE_MARKER}: {comment_safe(path)} -->"
+
+
+#: Past this many changes the per-change list is left out of the markdown (a comment
+#: holds 65,536 characters); --expect-plan then says how the plan differs in counts.
+MAX_MARKED_ITEMS = 200
 
 
 def digest_markers(digest: str, change_items: list[dict]) -> list[str]:
-    listed = " ".join(f"{i['action']}:{_comment_safe(i['slug'])}:{i['digest']}" for i in change_items)
+    if len(change_items) > MAX_MARKED_ITEMS:
+        return [f"<!-- {MARKER}: {digest} -->"]
+    listed = " ".join(f"{i['action']}:{comment_safe(i['slug'])}:{i['digest']}" for i in change_items)
     return [f"<!-- {MARKER}: {digest} -->", f"<!-- {ITEMS_MARKER}: {listed} -->"]
 
 

@@ -14,6 +14,7 @@
     |   +-- APIServerError       5xx after the retries ran out
     |   +-- APIUnavailable       no answer (connection, timeout) after the retries
     +-- SandboxError             the sandbox cannot start (bad key, port in use)
+    +-- GitHubError              the GitHub REST API refused or failed a call (CI helpers)
 
 Lower-level errors (httpx, subprocess, OSError, yaml) are translated once, at the
 boundary where they happen, with ``raise Mapped(...) from exc``.
@@ -111,3 +112,11 @@ class APIServerError(APIError):
 
 class APIUnavailable(APIError):
     pass
+
+
+class GitHubError(RegsyncError):
+    """The GitHub REST API refused or failed a call (``reconciler.github``)."""
+
+    def __init__(self, message: str, *, status: int = 0):
+        super().__init__(message)
+        self.status = status

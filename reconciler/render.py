@@ -120,6 +120,9 @@ def _fence(lines: list[str]) -> str:
     return "`" * count
 
 
+code_fence = _fence  # for the other modules that write markdown
+
+
 _MD_SYMBOL = {"  +": "+", "  ~": "!", "  -": "-"}  # `!`: GitHub's diff colour for changes
 _MAX_FILE_WARNINGS = 50
 
