@@ -63,13 +63,21 @@ def _read(path: Path, what: str) -> str:
 def comment(
     pr: Annotated[int, typer.Option("--pr", min=1, help="The pull request's number.")],
     body_file: Annotated[Path, typer.Option("--body-file", help="The markdown plan (regsync plan --format markdown).")],
+    config: Annotated[
+        Optional[Path],
+        typer.Option("--config", "-c", help="The registries file, when the body does not name it "
+                     "(e.g. a message that plan failed).", show_default=False),
+    ] = None,
     author: AuthorOpt = None,
 ) -> int:
     """Create the pull request's plan comment for this registries file, or update it in place."""
-    from reconciler.digest import FILE_MARKER
+    from reconciler.digest import FILE_MARKER, file_marker
 
     body = _read(body_file, "markdown plan")
     first = body.split("\n", 1)[0]
+    if config is not None and first != file_marker(str(config)):
+        first = file_marker(str(config))
+        body = f"{first}\n{body}"
     if not first.startswith(f"<!-- {FILE_MARKER}: "):
         raise RegsyncError(f"{body_file}: not a markdown plan made by regsync plan (no {FILE_MARKER} marker)")
     with _client() as gh:

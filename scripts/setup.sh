@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else sudo="none"; fi
+
 if ! command -v docker-registry >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else sudo="none"; fi
   if [ "$sudo" = none ] || ! command -v apt-get >/dev/null 2>&1; then
     if [ -n "${REGSYNC_REGISTRY_OPTIONAL:-}" ]; then
       echo "setup: docker-registry is missing and cannot be installed here (no root/sudo or no apt);" >&2
@@ -21,6 +22,18 @@ if ! command -v docker-registry >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends docker-registry >/dev/null
     # The package enables a service on :5000 on every interface; we never use it.
     $sudo systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
+fi
+
+# Debian's shellcheck: actionlint runs it on the workflows' run: blocks.
+if ! command -v shellcheck >/dev/null 2>&1; then
+  if [ "$sudo" = none ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: shellcheck is missing and cannot be installed here (no root/sudo or no apt);" >&2
+    echo "setup: scripts/lint-workflows.sh needs it" >&2
+  else
+    echo "setup: installing Debian's shellcheck"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends shellcheck >/dev/null
   fi
 fi
 
