@@ -1,0 +1,154 @@
+"""The Action's script (scripts/action.sh, what action.yml runs) as a runner runs it: the
+environment GitHub gives a step, regsync on PATH, the sandbox as the Vendor API and the
+local GitHub stand-in (tests/fixtures/github.py) for the comment and the reviewed plan."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.github import BOT
+
+ROOT = Path(__file__).resolve().parent.parent
+CANARY = "CANARY-action-51c0"
+SHA = "abcdefabcdefabcdefabcdefabcdefabcdefabcd"
+CONFIG = """
+    version: 1
+    registries:
+      - provider: dockerhub
+        slug: hub
+        auth_type: token
+        username: acme-bot
+        token: ${DH_TOKEN}
+        skip_validation: true
+"""
+
+
+@pytest.fixture
+def runner(tmp_path, sandbox, github_server):
+    class Runner:
+        repo = tmp_path / "repo"
+        temp = tmp_path / "runner-temp"
+        seen: list[str] = []
+
+        def __init__(self):
+            self.repo.mkdir()
+            self.temp.mkdir()
+            (self.repo / "registries.yaml").write_text(textwrap.dedent(CONFIG).lstrip())
+            self.pr = github_server.add_issue(title="registries", pull=True)
+
+        def step(self, command: str, *, pr: int | None = None, sha: str = SHA, **inputs: str):
+            """One run of the action's step; returns (exit code, outputs, stderr)."""
+            outputs, summary = self.temp / "output", self.temp / "summary"
+            outputs.write_text("")
+            env = {
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+                "HOME": str(tmp_path),
+                "RUNNER_TEMP": str(self.temp),
+                "GITHUB_OUTPUT": str(outputs),
+                "GITHUB_STEP_SUMMARY": str(summary),
+                "GITHUB_SHA": sha,
+                "PR_NUMBER": str(pr or ""),
+                "INPUT_COMMAND": command,
+                **{f"INPUT_{k.upper()}": v for k, v in inputs.items()},
+                **github_server.env(),
+                **sandbox.env(),
+                "REGSYNC_STATE_KEY": "a" * 32,
+                "DH_TOKEN": CANARY,
+                "NO_COLOR": "1",
+            }
+            proc = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), "run"], cwd=self.repo,
+                                  env=env, capture_output=True, text=True, timeout=120)
+            got = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
+            self.seen += [proc.stdout, proc.stderr, outputs.read_text(),
+                          summary.read_text() if summary.exists() else ""]
+            return proc.returncode, got, proc.stdout + proc.stderr
+
+        def comment(self) -> str:
+            (only,) = [c for c in github_server.comments_on(self.pr)]
+            return only["body"]
+
+    r = Runner()
+    yield r
+    for text in r.seen + [c["body"] for c in github_server.comments.values()]:
+        assert CANARY not in text
+
+
+def writes(sandbox) -> int:
+    ops = sandbox.stats.by_operation
+    return sum(ops[op] for op in ("create", "update", "delete"))
+
+
+def test_plan_comments_once_across_runs_and_apply_on_merge_applies_the_reviewed_plan(
+    runner, github_server, sandbox
+):
+    for _ in range(3):
+        code, out, log = runner.step("plan", pr=runner.pr)
+        assert code == 0, log
+    assert out["exitcode"] == "2" and out["changes"] == "true"
+    assert out["summary"] == "Plan: 1 to add, 0 to change, 0 to destroy."
+    assert out["digest"].startswith("sha256:") and len(out["digest"]) == 71
+    body = runner.comment()  # one comment, updated in place
+    assert f"<!-- regsync-plan-digest: {out['digest']} -->" in body
+    assert "+ create hub (dockerhub)" in body
+    assert (runner.temp / "summary").read_text().count("**Plan: 1 to add") == 3
+    reviewed = out["digest"]
+
+    github_server.merge(runner.pr, SHA)
+    code, out, log = runner.step("apply", comment_author=BOT)
+    assert code == 0, log
+    assert out["summary"] == "Apply complete: 1 added, 0 changed, 0 destroyed; tests: 0 passed, 0 failed."
+    assert out["changes"] == "true" and out["digest"] == reviewed
+    assert "| hub | create | ✅ succeeded |  |" in (runner.temp / "summary").read_text()
+
+    code, out, log = runner.step("plan", pr=runner.pr)
+    assert (code, out["exitcode"], out["changes"]) == (0, "0", "false"), log
+    assert out["summary"] == "No changes. The team's registries match the file."
+    assert runner.comment().splitlines()[1].startswith("**No changes.**")
+
+
+def test_apply_refuses_without_a_reviewed_plan_or_when_the_plan_moved(runner, github_server, sandbox):
+    code, out, log = runner.step("apply")
+    assert code == 1 and out["exitcode"] == "1"
+    assert "no reviewed plan for registries.yaml" in log
+    assert "set require-reviewed-plan: false to apply without one" in log
+    assert writes(sandbox) == 0
+
+    runner.step("plan", pr=runner.pr)
+    github_server.merge(runner.pr, SHA)
+    config = runner.repo / "registries.yaml"
+    config.write_text(config.read_text().replace("acme-bot", "acme-ci"))  # merged after the review
+    code, out, log = runner.step("apply")
+    assert code == 1 and out["exitcode"] == "1"
+    assert "the plan differs from the reviewed plan" in log and "changed since the review: create hub" in log
+    assert writes(sandbox) == 0
+
+    code, out, log = runner.step("apply", require_reviewed_plan="false")
+    assert code == 0 and out["summary"].startswith("Apply complete: 1 added"), log
+
+
+def test_a_failed_plan_replaces_the_comment_and_leaves_nothing_to_apply(runner, github_server, sandbox):
+    runner.step("plan", pr=runner.pr)
+    (runner.repo / "registries.yaml").write_text("version: 1\nregistries:\n  - provider: nope\n")
+    code, out, log = runner.step("plan", pr=runner.pr)
+    assert code == 1 and out["exitcode"] == "1" and out["summary"] == "regsync plan failed"
+    body = runner.comment()
+    assert body.splitlines()[1] == "**regsync plan failed** for `registries.yaml`: there is no plan to apply."
+    assert "regsync-plan-digest" not in body and "registries.yaml:3:" in body
+    github_server.merge(runner.pr, SHA)
+    (runner.repo / "registries.yaml").write_text(textwrap.dedent(CONFIG).lstrip())
+    code, out, log = runner.step("apply")
+    assert code == 1 and "holds no regsync plan digest" in log
+    assert writes(sandbox) == 0
+
+
+def test_validate_and_a_bad_command(runner):
+    code, out, log = runner.step("validate")
+    assert (code, out["exitcode"], out["summary"]) == (0, "0", "1 file valid")
+    code, out, log = runner.step("deploy")
+    assert code == 1 and "the command input must be validate, plan, apply or test" in log
