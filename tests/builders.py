@@ -11,6 +11,19 @@ from reconciler.state import Fingerprinter
 
 CANARY = f"CANARY-{uuid.uuid4()}"
 FP = Fingerprinter(b"test-key")
+
+#: A registries file with one Docker Hub registry whose token is ${DH_TOKEN}, accepted
+#: by the sandbox without a check (for tests of the CLI's plan and apply).
+HUB_YAML = """\
+version: 1
+registries:
+  - provider: dockerhub
+    slug: hub
+    auth_type: token
+    username: acme-bot
+    token: ${DH_TOKEN}
+    skip_validation: true
+"""
 T0 = "2026-01-01T00:00:00Z"
 
 

@@ -7,26 +7,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
+from tests.builders import HUB_YAML
 from tests.fixtures.github import BOT
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "CANARY-action-51c0"
 SHA = "abcdefabcdefabcdefabcdefabcdefabcdefabcd"
-CONFIG = """
-    version: 1
-    registries:
-      - provider: dockerhub
-        slug: hub
-        auth_type: token
-        username: acme-bot
-        token: ${DH_TOKEN}
-        skip_validation: true
-"""
 
 
 @pytest.fixture
@@ -39,7 +29,7 @@ def runner(tmp_path, sandbox, github_server):
         def __init__(self):
             self.repo.mkdir()
             self.temp.mkdir()
-            (self.repo / "registries.yaml").write_text(textwrap.dedent(CONFIG).lstrip())
+            (self.repo / "registries.yaml").write_text(HUB_YAML)
             self.pr = github_server.add_issue(title="registries", pull=True)
 
         def step(self, command: str, *, pr: int | None = None, sha: str = SHA, **inputs: str):
@@ -141,7 +131,7 @@ def test_a_failed_plan_replaces_the_comment_and_leaves_nothing_to_apply(runner, 
     assert body.splitlines()[1] == "**regsync plan failed** for `registries.yaml`: there is no plan to apply."
     assert "regsync-plan-digest" not in body and "registries.yaml:3:" in body
     github_server.merge(runner.pr, SHA)
-    (runner.repo / "registries.yaml").write_text(textwrap.dedent(CONFIG).lstrip())
+    (runner.repo / "registries.yaml").write_text(HUB_YAML)
     code, out, log = runner.step("apply")
     assert code == 1 and "holds no regsync plan digest" in log
     assert writes(sandbox) == 0

@@ -6,28 +6,21 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import textwrap
 
 import pytest
 
 from reconciler.cli import main
 
+from tests.builders import HUB_YAML
+
 CANARY = "CANARY-digest-7f3a9c"
 GCR_KEY = json.dumps({"type": "service_account", "client_email": "ci@acme.iam.gserviceaccount.com",
                       "private_key": CANARY + "-gcr"})
-CONFIG = """
-    version: 1
-    registries:
-      - provider: dockerhub
-        slug: hub
-        auth_type: token
-        username: acme-bot
-        token: ${DH_TOKEN}
-        skip_validation: true
-      - provider: gcr
-        endpoint: gcr.io
-        service_account_key: ${GCR_KEY}
-        skip_validation: true
+CONFIG = HUB_YAML + """\
+  - provider: gcr
+    endpoint: gcr.io
+    service_account_key: ${GCR_KEY}
+    skip_validation: true
 """
 
 
@@ -41,7 +34,7 @@ def machine(tmp_path, sandbox, monkeypatch, capsys):
             self.dir = tmp_path / name
             self.dir.mkdir()
             self.config = self.dir / "registries.yaml"
-            self.config.write_text(textwrap.dedent(CONFIG).lstrip())
+            self.config.write_text(CONFIG)
             self.env = {**sandbox.env(), "DH_TOKEN": CANARY, "GCR_KEY": GCR_KEY,
                         "REGSYNC_STATE_KEY": "k" * 32, "NO_COLOR": "1"}
             self.seen: list[str] = []

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import textwrap
 
 import pytest
 
@@ -18,7 +17,7 @@ from reconciler.model import Config, Settings
 from reconciler.render import render_markdown
 from reconciler.state import State
 
-from tests.builders import FP, want
+from tests.builders import FP, HUB_YAML, want
 from tests.fixtures.github import BOT, REPO, REPO_ID, TOKEN
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
@@ -103,16 +102,7 @@ def test_the_reviewed_plan_of_a_merged_commit_feeds_apply_expect_plan(
     for name, value in {**sandbox.env(), **github_server.env(), "DH_TOKEN": "CANARY-gh-1",
                         "REGSYNC_STATE_KEY": "s" * 32}.items():
         monkeypatch.setenv(name, value)
-    (tmp_path / "registries.yaml").write_text(textwrap.dedent("""
-        version: 1
-        registries:
-          - provider: dockerhub
-            slug: hub
-            auth_type: token
-            username: acme-bot
-            token: ${DH_TOKEN}
-            skip_validation: true
-    """).lstrip())
+    (tmp_path / "registries.yaml").write_text(HUB_YAML)
     pr = github_server.add_issue(pull=True)
     for i in range(105):
         github_server.add_comment(pr, f"chatter {i}")
