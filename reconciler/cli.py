@@ -149,7 +149,7 @@ def _render_plan(plan, fmt: PlanFormat, stream) -> None:
         render.render_markdown(plan, stream)
     else:
         render.render_text(plan, stream, color=_use_color(stream))
-        if plan.digest:
+        if plan.digest and plan.has_changes:  # "No changes." stays the one line it is
             stream.write(f"Plan digest: {plan.digest}\n")
 
 

@@ -16,13 +16,19 @@ def _cell(text: object) -> str:
 
 
 def summary_line(result: ApplyResult) -> str:
+    """The apply's last line: `Apply failed: ...` when a change or an image test failed."""
     c = result.counts
     done = (
         f"{c['added']} added, {c['changed']} changed, {c['destroyed']} destroyed; "
         f"tests: {c['tests_passed']} passed, {c['tests_failed']} failed."
     )
+    failures = []
     if c["failed"]:
-        return f"Apply failed: {c['failed']} of {len(result.changes)} changes failed; {done}"
+        failures.append(f"{c['failed']} of {len(result.changes)} changes failed")
+    if c["tests_failed"]:
+        failures.append(f"{c['tests_failed']} of {len(result.tests)} image tests failed")
+    if failures:
+        return f"Apply failed: {', '.join(failures)}; {done}"
     return f"Apply complete: {done}"
 
 
