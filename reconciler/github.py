@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -69,6 +70,7 @@ class GitHub:
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise GitHubError(f"GITHUB_API_URL {_clip(api_url)!r} is not an http(s) URL")
         self.api_url = api_url.rstrip("/")
+        self.timeout = timeout  # for each phase of a request, and for the whole of one
         self.repository = repository
         self.max_pages = max_pages
         self._origin = (parts.scheme, parts.netloc)
@@ -105,20 +107,23 @@ class GitHub:
 
         what = f"GitHub {method} {urlsplit(url).path}"
         self.calls += 1
+        deadline = time.monotonic() + self.timeout
         try:
             with self._http.stream(method, url, json=body, params=params) as response:
-                raw = b""
+                raw = bytearray()
                 for chunk in response.iter_bytes():
                     raw += chunk
                     if len(raw) > MAX_BODY_BYTES:
                         raise GitHubError(f"{what}: the answer is larger than {MAX_BODY_BYTES} bytes")
+                    if time.monotonic() > deadline:  # a server that drips its answer
+                        raise GitHubError(f"{what}: the answer took longer than {self.timeout:g} s")
                 status, headers = response.status_code, response.headers
         except httpx.TimeoutException as exc:
             raise GitHubError(f"{what}: no answer in time ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             raise GitHubError(f"{what}: cannot reach {self.api_url} ({type(exc).__name__})") from exc
         try:
-            data = json.loads(raw) if raw else None
+            data = json.loads(bytes(raw)) if raw else None
         except ValueError:
             data = None
         if 200 <= status < 300:

@@ -218,3 +218,81 @@ def test_the_cli_needs_a_token_and_a_repository(monkeypatch, capsys, tmp_path):
     (tmp_path / "x.md").write_text("hello\n")
     assert main(["github", "comment", "--pr", "1", "--body-file", str(tmp_path / "x.md")]) == 1
     assert "not a markdown plan made by regsync plan" in capsys.readouterr().err
+
+
+class _Misbehaving:
+    """A loopback server that answers every request with ``reply(conn)``: for what a
+    real GitHub never does, but a proxy or a broken network may (drip, flood, garbage)."""
+
+    def __init__(self, reply):
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.stopping = threading.Event()
+        self.reply = reply
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                try:
+                    self.reply(conn, self.stopping)
+                except OSError:
+                    pass
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(timeout=10)
+        self.sock.close()
+
+
+def _drip(conn, stopping):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n[")
+    for _ in range(300):  # a byte every 0.1 s: each read is quick, the whole answer is not
+        if stopping.wait(0.1):
+            return
+        conn.sendall(b" ")
+
+
+def _flood(conn, stopping):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")
+    chunk = b" " * 65536
+    for _ in range(200):  # 13 MB of whitespace, more than an answer may hold
+        if stopping.is_set():
+            return
+        conn.sendall(chunk)
+
+
+def _garbage(conn, stopping):
+    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nnot json!")
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (_drip, "the answer took longer than 1 s"),
+        (_flood, f"the answer is larger than {8 * 1024 * 1024} bytes"),
+        (_garbage, "the answer is not JSON (status 200)"),
+    ],
+    ids=["drip", "flood", "garbage"],
+)
+def test_an_answer_is_bounded_in_time_and_size_and_must_be_json(reply, message):
+    server = _Misbehaving(reply)
+    try:
+        with GitHub(token=TOKEN, repository=REPO, api_url=server.url, timeout=1) as gh, \
+                pytest.raises(GitHubError) as caught:
+            gh.find_comment(1, "m")
+    finally:
+        server.stop()
+    assert str(caught.value) == f"GitHub GET /repos/{REPO}/issues/1/comments: {message}"
