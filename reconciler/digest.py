@@ -130,7 +130,7 @@ def reviewed_from_text(text: str, *, source: str) -> Reviewed | None:
         return Reviewed(found[0], parsed, source)
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
         return None
     if isinstance(data, dict) and isinstance(data.get("digest"), str) and _DIGEST_RE.fullmatch(data["digest"]):
         listed = data.get("digest_items")

@@ -124,7 +124,7 @@ class GitHub:
             raise GitHubError(f"{what}: cannot reach {self.api_url} ({type(exc).__name__})") from exc
         try:
             data = json.loads(bytes(raw)) if raw else None
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
             data = None
         if 200 <= status < 300:
             if raw and data is None:

@@ -149,11 +149,13 @@ def test_apply_with_the_reviewed_digest_applies_it(machine, sandbox):
         ("sha256:abc", "--expect-plan 'sha256:abc': expected sha256: and 64 lowercase hex digits"),
         ("no-such-file.md", "--expect-plan 'no-such-file.md': expected sha256:"),
         ("empty.md", "empty.md: holds no regsync plan digest"),
+        ("deep.json", "deep.json: holds no regsync plan digest"),
     ],
 )
 def test_a_bad_expect_plan_is_one_line_before_any_call(machine, sandbox, value, message):
     m = machine("runner")
     (m.dir / "empty.md").write_text("just a comment\n")
+    (m.dir / "deep.json").write_text("[" * 100_000)  # nested past Python's recursion limit
     before = sandbox.stats.requests
     err = m.regsync("apply", "--auto-approve", "--expect-plan", value, expect=1).err
     assert "warning" not in err  # refused before the file is even read
