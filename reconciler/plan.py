@@ -7,7 +7,7 @@ with the registries that already match last. ``Plan.data`` is the JSON shape sha
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from reconciler.errors import PlanError
 from reconciler.model import DesiredRegistry, RegistryWrite, RemoteRegistry
@@ -119,7 +119,7 @@ class Plan:
     #: set by ``reconciler.workflow.make_plan``: the registries file (as given), its
     #: warnings (as ``validate`` prints them), and the plan digest (``reconciler.digest``)
     source: str = ""
-    file_warnings: tuple[str, ...] = field(default=())
+    file_warnings: tuple[str, ...] = ()
     digest: str = ""
     digest_items: tuple = ()  # dicts: action, slug, the change's own short digest
 
