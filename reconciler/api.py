@@ -3,15 +3,23 @@
 Contract: ``vendor-api-v3-external-registries.swagger.yml`` (basePath ``/vendor/v3``).
 Every httpx exception and every non-success answer is translated here, once, into the
 ``APIError`` tree of ``reconciler.errors``. Messages carry the API's own ``message`` and
-never a request body, so no credential can reach an error.
+never a request body. Whatever the API says is masked (``reconciler.redact``: the
+password sent and the API token, in every form) before it is clipped or escaped, so no
+credential can reach an error even when the API repeats it.
 
 Retries (``reconciler.retry``): 429, 502, 503, 504 and transport failures, with
-backoff, bounded in attempts and time. Reads and PUTs are retried as they are. A
-DELETE whose earlier answer was lost or a 5xx treats a later 404 as done. A create is
-never sent twice blindly: when its answer is lost (or a 502/503/504 came back, the
-work may have been committed), the registries are listed and a registry with that slug
-and endpoint is taken as the created one; only when it is absent is the create sent
-again.
+backoff, bounded in attempts and time; a connection that cannot be made is retried for
+a while (an API restarting), saying so on the ``regsync`` logger (stderr). Reads and
+PUTs are retried as they are. A DELETE whose earlier answer was lost or a 5xx treats a
+later 404 as done. A create is never sent twice blindly: when its answer is lost (or a
+502/503/504 came back, the work may have been committed), the registries are listed and
+a registry with that slug and endpoint is taken as the created one; only when it is
+absent is the create sent again. A create answered 201 with a body that cannot be read
+is looked up the same way, never reported as failed.
+
+Bounds on every request: a deadline over the whole exchange (``Timeout.total``, also
+against a peer that drips its answer), the call's time (``RetryPolicy.total_time``),
+and a cap on the decompressed body (``Limits``).
 
 httpx is imported lazily, so ``regsync validate`` and ``--help`` never load it.
 """
@@ -19,9 +27,10 @@ httpx is imported lazily, so ``regsync validate`` and ``--help`` never load it.
 from __future__ import annotations
 
 import json
+import logging
 import threading
-from collections.abc import Mapping
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -34,17 +43,28 @@ from reconciler.errors import (
     APINotFound,
     APIServerError,
     APIUnavailable,
+    outside,
 )
 from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry, TeamApp
-from reconciler.retry import DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after
+from reconciler.redact import Masker
+from reconciler.retry import (
+    ANSWERED, CONNECT, DEFAULT_RETRY, LOST, TIMEOUT, Budget, RetryPolicy, parse_retry_after,
+)
 from reconciler.secret import Secret
 
 if TYPE_CHECKING:
     import httpx
 
+log = logging.getLogger("regsync")
+
 DEFAULT_ORIGIN = "https://api.replicated.com/vendor"
 TOKEN_VAR = "REPLICATED_API_TOKEN"
 ORIGIN_VAR = "REPLICATED_API_ORIGIN"
+TIMEOUT_VAR = "REGSYNC_API_TIMEOUT"
+RETRY_TIME_VAR = "REGSYNC_API_RETRY_TIME"
+LIST_LIMIT_VAR = "REGSYNC_API_LIST_LIMIT_MB"
+NO_TOKEN = (f"no Vendor API token: set {TOKEN_VAR} (or pass --api-token); "
+            "for the local sandbox, use the token it printed when it started")
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 UNCERTAIN_STATUSES = frozenset({502, 503, 504})  # the work may have been done
 _MAYBE_CREATED = " (it may have been created: list the registries to see)"
@@ -52,19 +72,21 @@ _EXCERPT = 120
 _STRING_FIELDS = ("slug", "provider", "endpoint", "authType", "username", "teamId",
                   "createdAt", "updatedAt", "lastUsedAt")
 _MESSAGE = 500
+_LIST = "/v3/external_registries"
+MIB = 1 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
 class Timeout:
-    """Seconds allowed to each phase of one request. A retried call is bounded by
-    ``RetryPolicy.total_time`` plus at most one request's timeout: a retry is not
-    begun past the deadline, and the request begun before it keeps its full timeout
-    (a last attempt squeezed into the time left would only time out)."""
+    """Seconds allowed to one request: ``total`` for the whole exchange (connect,
+    send, the answer's last byte), and to each socket operation within it. No request
+    runs past its call's ``RetryPolicy.total_time`` either."""
 
     connect: float = 5.0
-    read: float = 30.0
-    write: float = 30.0
+    read: float = 15.0
+    write: float = 15.0
     pool: float = 5.0
+    total: float = 30.0
 
     def as_httpx(self) -> httpx.Timeout:
         import httpx
@@ -73,25 +95,88 @@ class Timeout:
                              pool=self.pool)
 
 
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """Caps on an answer's decompressed body: a generous one for the list of a team's
+    registries (and its logs), a small one for every other answer."""
+
+    list_body: int = 64 * MIB
+    body: int = 1 * MIB
+
+
 DEFAULT_TIMEOUT = Timeout()
+DEFAULT_LIMITS = Limits()
 
 
-class _Lost(Exception):
-    """The request may have reached the server, but no answer came back."""
+class _Failed(Exception):
+    """An attempt that got no answer: ``ended`` is retry.CONNECT (nothing was sent),
+    LOST (the request may have reached the server) or TIMEOUT (no answer in time)."""
+
+    def __init__(self, ended: str, kind: str, detail: str):
+        super().__init__(kind)
+        self.ended, self.kind, self.detail = ended, kind, detail
 
 
-class _NotSent(Exception):
-    """The request never left (the connection could not be made)."""
+@dataclass
+class _Answer:
+    """An HTTP answer, its body read in full (``complete``) or up to the cap."""
+
+    status_code: int
+    headers: Any
+    content: bytes
+    complete: bool = True
+    limit: int = 0
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def token_from(env: Mapping[str, str], token: str | Secret | None = None) -> Secret:
+    """The API token: ``token`` when given and not blank, else ``REPLICATED_API_TOKEN``;
+    refused with one message when there is none or it cannot be a token."""
+    raw = token.reveal() if isinstance(token, Secret) else (token or "")
+    if not raw.strip():
+        raw = env.get(TOKEN_VAR) or ""
+    raw = raw.strip()
+    if not raw:
+        raise APIAuthError(NO_TOKEN)
+    if not all(33 <= ord(ch) < 127 for ch in raw):  # an HTTP header cannot carry it
+        raise APIAuthError(f"the Vendor API token has characters no token has (spaces, "
+                           f"control or non-ASCII characters); check {TOKEN_VAR}")
+    return Secret(raw)
 
 
 def from_env(env: Mapping[str, str], *, token: str | Secret | None = None,
              origin: str | None = None, **kw: Any) -> VendorAPI:
-    """A client from ``REPLICATED_API_TOKEN`` / ``REPLICATED_API_ORIGIN`` (arguments win)."""
-    raw = token.reveal() if isinstance(token, Secret) else (token or "")
-    if not raw.strip():
-        raw = env.get(TOKEN_VAR) or ""
+    """A client from ``REPLICATED_API_TOKEN`` / ``REPLICATED_API_ORIGIN`` (arguments win),
+    with the bounds ``REGSYNC_API_TIMEOUT``, ``REGSYNC_API_RETRY_TIME`` and
+    ``REGSYNC_API_LIST_LIMIT_MB`` when set."""
     origin = origin or (env.get(ORIGIN_VAR) or "").strip() or DEFAULT_ORIGIN
-    return VendorAPI(token=Secret(raw), origin=origin, **kw)
+    total = _positive(env, TIMEOUT_VAR)
+    if total is not None and "timeout" not in kw:
+        kw["timeout"] = Timeout(read=min(DEFAULT_TIMEOUT.read, total),
+                                write=min(DEFAULT_TIMEOUT.write, total), total=total)
+    retry_time = _positive(env, RETRY_TIME_VAR)
+    if retry_time is not None and "retry" not in kw:
+        kw["retry"] = RetryPolicy(total_time=retry_time,
+                                  connect_time=min(DEFAULT_RETRY.connect_time, retry_time))
+    list_mb = _positive(env, LIST_LIMIT_VAR)
+    if list_mb is not None and "limits" not in kw:
+        kw["limits"] = Limits(list_body=int(list_mb * MIB))
+    return VendorAPI(token=token_from(env, token), origin=origin, **kw)
+
+
+def _positive(env: Mapping[str, str], name: str) -> float | None:
+    value = (env.get(name) or "").strip()
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not 0 < number < 1e9:
+        raise APIError(f"{name} must be a positive number, not {outside(value, 40)!r}")
+    return number
 
 
 class VendorAPI:
@@ -100,18 +185,22 @@ class VendorAPI:
 
     def __init__(self, *, token: str | Secret, origin: str = DEFAULT_ORIGIN,
                  timeout: Timeout = DEFAULT_TIMEOUT, retry: RetryPolicy = DEFAULT_RETRY,
-                 transport: httpx.BaseTransport | None = None, user_agent: str | None = None):
+                 limits: Limits = DEFAULT_LIMITS, transport: httpx.BaseTransport | None = None,
+                 user_agent: str | None = None):
         import httpx
 
-        self._token = _check_token(token)
+        from reconciler.transport import transport_for
+
+        self._token = token_from({}, token)
         self.origin = _check_origin(origin)
         self.timeout = timeout
         self._timeout = timeout.as_httpx()
         self.retry = retry
+        self.limits = limits
         self._lock = threading.Lock()
         self._calls = 0
         self._client = httpx.Client(
-            transport=transport,
+            transport=transport or transport_for(self.origin),
             follow_redirects=False,
             headers={
                 "Content-Type": "application/json",
@@ -137,71 +226,55 @@ class VendorAPI:
         with self._lock:
             return self._calls
 
+    def _masker(self, password: Secret | None = None, username: str | None = None) -> Masker:
+        """Masks the token, and the password of this call, in whatever the API says."""
+        secret = password.reveal() if password is not None else None
+        return Masker((self._token.reveal(), secret), username=username)
+
     # --- the endpoints ---------------------------------------------------------
 
     def list_registries(self) -> list[RemoteRegistry]:
-        response = self._request("GET", "/v3/external_registries", what="list registries")
-        return self._registries(response, "list registries")
+        what = "list registries"
+        masker = self._masker()
+        answer = self._request("GET", _LIST, what=what, masker=masker,
+                               limit=self.limits.list_body)
+        return self._registries(answer, what, masker)
 
     def create_registry(self, body: RegistryWrite) -> RemoteRegistry:
-        with _masked(body.password):
-            return self._create(body)
-
-    def _create(self, body: RegistryWrite) -> RemoteRegistry:
         slug = body.slug or body.endpoint or ""  # the API's default slug is the endpoint
         endpoint = body.endpoint or ""
         what = f"create registry {slug!r}"
-        payload = body.to_body(create=True)
+        masker = self._masker(body.password, body.username)
         budget = self.retry.budget()
-        uncertain = False  # the last create may have landed: list before sending again
-        ever_uncertain = False  # some create may have landed (even if a later list said no)
-        response, failure = None, ""  # how the last create ended
-        while True:
-            if uncertain:
-                landed = self._landed(slug, endpoint, budget, what)
-                if landed is not None:
-                    return landed
-                uncertain = False
-                if budget.spent():  # it did not land, and no attempt is left to send it again
-                    raise self._gave_up(what, budget, response, failure, " (it was not created)")
-            budget.begin_attempt()
-            response = None
-            try:
-                response = self._send("POST", "/v3/external_registry", json_body=payload)
-            except _NotSent as exc:
-                failure = str(exc)
-            except _Lost as exc:
-                failure, uncertain = str(exc), True
-            else:
-                status = response.status_code
-                if status == 201:
-                    return self._registry(response, what)
-                if status == 400 and ever_uncertain:
-                    # "already exists" after a lost answer: the first one landed
-                    landed = self._landed(slug, endpoint, budget, what)
-                    if landed is not None:
-                        return landed
-                if status not in RETRY_STATUSES:
-                    raise self._error(response, what, budget)
-                uncertain = status in UNCERTAIN_STATUSES
-            ever_uncertain = ever_uncertain or uncertain
-            if not budget.wait(None if response is None else _retry_after(response)):
-                maybe = _MAYBE_CREATED if uncertain else ""
-                raise self._gave_up(what, budget, response, failure, maybe)
+
+        def landed() -> RemoteRegistry | None:
+            return self._landed(slug, endpoint, budget, what)
+
+        result = self._request("POST", "/v3/external_registry", what=what, masker=masker,
+                               expect=(201,), json_body=body.to_body(create=True),
+                               budget=budget, landed=landed)
+        if isinstance(result, RemoteRegistry):
+            return result
+        try:
+            return self._registry(result, what, masker)
+        except APIError as exc:  # it was created (201); read it from the list instead
+            found = landed()
+            if found is not None:
+                return found
+            raise APIError(f"{exc} (the API answered 201: it was created)",
+                           status=exc.status) from None
 
     def update_registry(self, slug: str, body: RegistryWrite) -> RemoteRegistry:
         what = f"update registry {slug!r}"
-        with _masked(body.password):
-            response = self._request(
-                "PUT", f"/v3/external_registry/{_segment(slug)}", what=what,
-                json_body=body.to_body(create=False),
-            )
-            return self._registry(response, what)
+        masker = self._masker(body.password, body.username)
+        answer = self._request("PUT", f"/v3/external_registry/{_segment(slug)}", what=what,
+                               masker=masker, json_body=body.to_body(create=False))
+        return self._registry(answer, what, masker)
 
     def delete_registry(self, slug: str) -> None:
         what = f"delete registry {slug!r}"
         self._request("DELETE", f"/v3/external_registry/{_segment(slug)}", what=what,
-                      expect=(204,), gone_ok=True)
+                      masker=self._masker(), expect=(204,), gone_ok=True)
 
     def test_registry(self, *, image: str, slug: str | None = None, endpoint: str | None = None,
                       username: str | None = None,
@@ -216,193 +289,249 @@ class VendorAPI:
             payload["username"] = username
         if password is not None:
             payload["password"] = password.reveal()
-        with _masked(password):
-            response = self._request("PUT", "/v3/external_registry/test", what=what,
-                                     json_body=payload)
-            data = self._json(response, what)
-            status = data.get("status")
-            if not isinstance(status, int) or isinstance(status, bool):
-                raise self._shape(response, what, "no integer 'status'")
-            error = data.get("error")
-        error = _mask(error, password) if isinstance(error, str) else ""
-        return PullTestResult(status=status, error=error)
+        masker = self._masker(password, username)
+        answer = self._request("PUT", "/v3/external_registry/test", what=what, masker=masker,
+                               json_body=payload)
+        data = self._json(answer, what, masker)
+        status = data.get("status")
+        if not isinstance(status, int) or isinstance(status, bool):
+            raise self._shape(answer, what, "no integer 'status'", masker)
+        error = data.get("error")
+        return PullTestResult(status=status,
+                              error=masker.show(error, _MESSAGE) if isinstance(error, str) else "")
 
     def registry_logs(self, *, slug: str | None = None,
                       endpoint: str | None = None) -> list[RegistryLog]:
         params = {k: v for k, v in (("endpoint", endpoint), ("slug", slug)) if v}
         what = f"logs of registry {(slug or endpoint)!r}"
-        response = self._request("GET", "/v3/external_registry/logs", what=what, params=params)
-        logs = self._json(response, what).get("logs")
+        masker = self._masker()
+        answer = self._request("GET", "/v3/external_registry/logs", what=what, masker=masker,
+                               params=params, limit=self.limits.list_body)
+        logs = self._json(answer, what, masker).get("logs")
         if logs is None:
             return []
         if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
-            raise self._shape(response, what, "'logs' is not a list of objects")
+            raise self._shape(answer, what, "'logs' is not a list of objects", masker)
         try:
             return [RegistryLog.from_api(entry) for entry in logs]
         except (TypeError, ValueError, OverflowError):  # e.g. a statusCode that is not a number
-            raise self._shape(response, what, "a log entry has a field of the wrong type") from None
+            raise self._shape(answer, what, "a log entry has a field of the wrong type",
+                              masker) from None
 
     def list_apps(self) -> list[TeamApp]:
         """The team's applications (``GET /v3/apps``; ``{}`` when there are none)."""
         what = "list apps"
-        response = self._request("GET", "/v3/apps", what=what)
-        apps = self._json(response, what).get("apps")
+        masker = self._masker()
+        answer = self._request("GET", "/v3/apps", what=what, masker=masker,
+                               limit=self.limits.list_body)
+        apps = self._json(answer, what, masker).get("apps")
         if apps is None:
             return []
         if not isinstance(apps, list) or not all(
             isinstance(a, dict) and isinstance(a.get("id"), str) and isinstance(a.get("slug"), str)
             for a in apps
         ):
-            raise self._shape(response, what, "'apps' is not a list of apps with an id and a slug")
+            raise self._shape(answer, what, "'apps' is not a list of apps with an id and a slug",
+                              masker)
         return [TeamApp(id=a["id"], slug=a["slug"],
                         name=a["name"] if isinstance(a.get("name"), str) else "") for a in apps]
 
-    # --- one logical call ------------------------------------------------------
+    # --- one logical call: the attempt loop, written once ------------------------
 
-    def _request(self, method: str, path: str, *, what: str, expect: tuple[int, ...] = (200,),
-                 json_body: dict | None = None, params: dict | None = None,
-                 gone_ok: bool = False) -> httpx.Response:
-        """Send with retries; the success answer, or raise. With ``gone_ok`` (DELETE), a
-        404 after an attempt that may have done the work (lost answer, 502/503/504)
-        counts as success."""
-        budget = self.retry.budget()
-        uncertain = False
-        failure = ""
+    def _request(self, method: str, path: str, *, what: str, masker: Masker,
+                 expect: tuple[int, ...] = (200,), json_body: dict | None = None,
+                 params: dict | None = None, gone_ok: bool = False, limit: int = 0,
+                 budget: Budget | None = None, note: str = "",
+                 landed: Callable[[], RemoteRegistry | None] | None = None):
+        """Send with retries; the success answer, or raise.
+
+        With ``gone_ok`` (DELETE), a 404 after an attempt that may have done the work
+        (lost answer, 502/503/504) counts as success. With ``landed`` (a create), an
+        attempt that may have done the work is never followed by another send before
+        ``landed()`` (a list) said it did not; what it finds is returned instead of an
+        answer. ``note`` ends every error's message."""
+        budget = budget or self.retry.budget()
+        uncertain = ever = False  # the last attempt / some attempt may have done the work
+        answer: _Answer | None = None
+        failure: _Failed | None = None
+        told = False
         while True:
+            if uncertain and landed is not None:
+                found = landed()
+                if found is not None:
+                    return found
+                uncertain = False
+                if budget.spent():  # it did not land, and no attempt is left to send it again
+                    raise self._gave_up(what, budget, answer, failure, masker,
+                                        note + " (it was not created)")
             budget.begin_attempt()
+            answer, failure, ended, retry_after = None, None, ANSWERED, None
             try:
-                response = self._send(method, path, json_body=json_body, params=params)
-            except _NotSent as exc:
-                failure = str(exc)
-            except _Lost as exc:
-                failure, uncertain = str(exc), True
+                answer = self._send(method, path, json_body=json_body, params=params,
+                                    budget=budget, limit=limit or self.limits.body)
+            except _Failed as exc:
+                failure, ended = exc, exc.ended
+                uncertain = ended != CONNECT
             else:
-                status = response.status_code
-                if status in expect or (gone_ok and uncertain and status == 404):
-                    return response
-                if status in RETRY_STATUSES:
-                    uncertain = uncertain or status in UNCERTAIN_STATUSES
-                    if budget.wait(_retry_after(response)):
-                        continue
-                raise self._error(response, what, budget)
-            if not budget.wait():
-                raise self._unavailable(what, budget, failure)
+                status = answer.status_code
+                if status in expect or (gone_ok and ever and status == 404):
+                    return answer
+                if status == 400 and ever and landed is not None:
+                    found = landed()  # "already exists" after a lost answer: the first landed
+                    if found is not None:
+                        return found
+                if status not in RETRY_STATUSES:
+                    raise self._error(answer, what, budget, masker, note=note)
+                uncertain = status in UNCERTAIN_STATUSES
+                retry_after = parse_retry_after(answer.headers.get("Retry-After"))
+            ever = ever or uncertain
+            if not budget.wait(retry_after, ended=ended):
+                maybe = _MAYBE_CREATED if uncertain and landed is not None else ""
+                raise self._gave_up(what, budget, answer, failure, masker, note + maybe)
+            if ended == CONNECT and not told:
+                told = True
+                log.warning("%s: cannot connect to %s (%s); retrying for up to %g s",
+                            what, self.origin, failure.kind, self.retry.connect_time)
 
     def _landed(self, slug: str, endpoint: str, budget: Budget, what: str) -> RemoteRegistry | None:
-        """After a create whose answer was lost: the registry it made, or None when
-        there is none (listing with the same budget, retrying what can be retried)."""
-        failure = ""
-        while True:
-            budget.begin_attempt()
-            try:
-                response = self._send("GET", "/v3/external_registries")
-            except (_NotSent, _Lost) as exc:
-                failure = str(exc)
-            else:
-                if response.status_code == 200:
-                    break
-                if response.status_code in RETRY_STATUSES and budget.wait(_retry_after(response)):
-                    continue
-                raise self._error(response, f"{what} (listing to see whether it landed)",
-                                  budget, note=_MAYBE_CREATED)
-            if not budget.wait():
-                raise self._unavailable(what, budget, failure, note=_MAYBE_CREATED)
-        for remote in self._registries(response, what):
+        """After a create that may have landed: the registry it made, or None when
+        there is none (listing with the create's budget)."""
+        masker = self._masker()
+        answer = self._request("GET", _LIST, what=f"{what} (listing to see whether it landed)",
+                               masker=masker, budget=budget, limit=self.limits.list_body,
+                               note=_MAYBE_CREATED)
+        for remote in self._registries(answer, what, masker):
             if remote.slug == slug:
                 if _same_endpoint(remote.endpoint, endpoint):
                     return remote
                 raise APIBadRequest(
                     f"{what}: a registry with this slug already exists with endpoint "
-                    f"{remote.endpoint!r}, not {endpoint!r}",
+                    f"{outside(remote.endpoint, _EXCERPT)!r}, not {endpoint!r}",
                     status=400,
                 )
         return None
 
-    def _send(self, method: str, path: str, *, json_body: dict | None = None,
-              params: dict | None = None) -> httpx.Response:
-        """One HTTP request; transport failures become _NotSent or _Lost."""
+    def _send(self, method: str, path: str, *, json_body: dict | None, params: dict | None,
+              budget: Budget, limit: int) -> _Answer:
+        """One HTTP request, its body read up to ``limit`` bytes (decompressed), all by
+        the request's deadline; transport failures become ``_Failed``."""
         import httpx
+
+        from reconciler.transport import deadline, deadline_passed
 
         content = None if json_body is None else json.dumps(json_body).encode()
         headers = {"Authorization": self._token.reveal()}
         with self._lock:
             self._calls += 1
+        begun = time.monotonic()
+        at = budget.request_deadline(self.timeout.total)
         try:
-            return self._client.request(
+            with deadline(at), self._client.stream(
                 method, self.origin + path, content=content, params=params, headers=headers,
                 timeout=self._timeout,
-            )
+            ) as response:
+                chunks, size, complete = [], 0, True
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        chunks.append(chunk[: max(limit - size + len(chunk), 0)])
+                        complete = False
+                        break
+                    chunks.append(chunk)
+                    if time.monotonic() > at:
+                        raise httpx.ReadTimeout("the request's overall deadline passed")
+                return _Answer(response.status_code, response.headers, b"".join(chunks),
+                               complete=complete, limit=limit)
         # Not chained (``from None``): an httpx exception holds the request, body included.
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise _NotSent(_describe(exc)) from None
-        except httpx.RequestError as exc:  # read/write errors, timeouts, disconnects
-            raise _Lost(_describe(exc)) from None
+        except (httpx.ConnectError, httpx.PoolTimeout) as exc:
+            raise _Failed(CONNECT, type(exc).__name__, str(exc)) from None
+        except httpx.TimeoutException as exc:
+            if deadline_passed(exc) or time.monotonic() >= at:
+                raise _Failed(TIMEOUT, "no complete answer",
+                              f"within {max(at - begun, 0):.3g} s") from None
+            ended = CONNECT if isinstance(exc, httpx.ConnectTimeout) else TIMEOUT
+            raise _Failed(ended, type(exc).__name__, str(exc)) from None
+        except httpx.RequestError as exc:  # read/write errors, disconnects
+            raise _Failed(LOST, type(exc).__name__, str(exc)) from None
 
     # --- answers -----------------------------------------------------------------
 
-    def _json(self, response: httpx.Response, what: str) -> dict:
+    def _json(self, answer: _Answer, what: str, masker: Masker) -> dict:
+        if not answer.complete:
+            raise self._shape(answer, what, f"larger than the {_size(answer.limit)} limit",
+                              masker)
         try:
-            data = response.json()
+            data = answer.json()
         except (ValueError, UnicodeDecodeError):
-            raise self._shape(response, what, "not JSON") from None
+            raise self._shape(answer, what, "not JSON", masker) from None
+        except RecursionError:
+            raise self._shape(answer, what, "nested too deep", masker) from None
         if not isinstance(data, dict):
-            raise self._shape(response, what, "not a JSON object")
+            raise self._shape(answer, what, "not a JSON object", masker)
         return data
 
-    def _registry(self, response: httpx.Response, what: str) -> RemoteRegistry:
-        data = self._json(response, what).get("external_registry")
+    def _registry(self, answer: _Answer, what: str, masker: Masker) -> RemoteRegistry:
+        data = self._json(answer, what, masker).get("external_registry")
         if not isinstance(data, dict):
-            raise self._shape(response, what, "no 'external_registry' object")
-        return self._remote(response, what, data)
+            raise self._shape(answer, what, "no 'external_registry' object", masker)
+        return self._remote(answer, what, data, masker)
 
-    def _registries(self, response: httpx.Response, what: str) -> list[RemoteRegistry]:
-        body = self._json(response, what)
+    def _registries(self, answer: _Answer, what: str, masker: Masker) -> list[RemoteRegistry]:
+        body = self._json(answer, what, masker)
         if "external_registries" not in body:
             # Not an empty team ({"external_registries": null} is): something that is not
             # the Vendor API answered, and taking it as empty would plan to create everything.
-            raise self._shape(response, what, "no 'external_registries' key")
+            raise self._shape(answer, what, "no 'external_registries' key", masker)
         items = body["external_registries"]
         if items is None:
             return []
         if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
-            raise self._shape(response, what, "'external_registries' is not a list of objects")
-        return [self._remote(response, what, item) for item in items]
+            raise self._shape(answer, what, "'external_registries' is not a list of objects",
+                              masker)
+        return [self._remote(answer, what, item, masker) for item in items]
 
-    def _remote(self, response: httpx.Response, what: str, data: dict) -> RemoteRegistry:
+    def _remote(self, answer: _Answer, what: str, data: dict, masker: Masker) -> RemoteRegistry:
         """A registry from the API; a documented field of the wrong type is refused
         (a number taken as updatedAt would crash the plan and corrupt the state file).
         Missing fields, nulls and fields the contract does not name are fine."""
         for name in _STRING_FIELDS:
             if data.get(name) is not None and not isinstance(data[name], str):
-                raise self._shape(response, what, f"a registry's {name!r} is not a string")
+                raise self._shape(answer, what, f"a registry's {name!r} is not a string", masker)
         app_ids = data.get("appIds")
         if app_ids is not None and not (
             isinstance(app_ids, list) and all(isinstance(x, str) for x in app_ids)
         ):
-            raise self._shape(response, what, "a registry's 'appIds' is not a list of strings")
+            raise self._shape(answer, what, "a registry's 'appIds' is not a list of strings",
+                              masker)
         if data.get("isReplicated") is not None and not isinstance(data["isReplicated"], bool):
-            raise self._shape(response, what, "a registry's 'isReplicated' is not a boolean")
+            raise self._shape(answer, what, "a registry's 'isReplicated' is not a boolean", masker)
         return RemoteRegistry.from_api(data)
 
-    def _shape(self, response: httpx.Response, what: str, why: str) -> APIError:
+    def _shape(self, answer: _Answer, what: str, why: str, masker: Masker) -> APIError:
         return APIError(
-            f"{what}: the API answered {response.status_code} with a body that is not the "
-            f"contract's JSON ({why}): {_excerpt(response)}",
-            status=response.status_code,
+            f"{what}: the API answered {answer.status_code} with a body that is not the "
+            f"contract's JSON ({why}): {_excerpt(answer, masker)}",
+            status=answer.status_code,
         )
 
-    def _error(self, response: httpx.Response, what: str, budget: Budget,
+    def _error(self, answer: _Answer, what: str, budget: Budget, masker: Masker,
                note: str = "") -> APIError:
-        status = response.status_code
-        message = _api_message(response)
-        said = f": {message}" if message else f" ({_excerpt(response)})" if response.content else ""
+        status = answer.status_code
+        message = _api_message(answer, masker)
+        said = f": {message}" if message else f" ({_excerpt(answer, masker)})" if answer.content else ""
         said += note
         tries = f" after {budget.attempts} attempts" if budget.attempts > 1 else ""
         kw = {"status": status, "api_message": message}
         if status in (401, 403):
-            return APIAuthError(
-                f"{what}: the API refused the token ({status}){said}; check {TOKEN_VAR}", **kw)
+            hint = f"; check {TOKEN_VAR}"
+            if not message:  # not the Vendor API's own refusal: maybe not the Vendor API
+                hint += f", and that {self._origin_advice()}"
+            return APIAuthError(f"{what}: the API refused the token ({status}){said}{hint}", **kw)
         if status == 404:
+            if answer_path_is_fixed(what):
+                return APINotFound(
+                    f"{what}: {self.origin} has no Vendor API (404 for /v3/external_registries)"
+                    f"{said}; {self._origin_advice()}", **kw)
             return APINotFound(f"{what}: not found (404){said}", **kw)
         if status == 400:
             return APIBadRequest(f"{what}: the API rejected the request (400){said}", **kw)
@@ -412,49 +541,38 @@ class VendorAPI:
             return APIServerError(f"{what}: the API failed ({status}){tries}{said}", **kw)
         return APIError(f"{what}: unexpected answer from the API ({status}){said}", **kw)
 
-    def _gave_up(self, what: str, budget: Budget, response: httpx.Response | None,
-                 failure: str, note: str) -> APIError:
-        if response is not None:
-            return self._error(response, what, budget, note=note)
-        return self._unavailable(what, budget, failure, note=note)
+    def _origin_advice(self) -> str:
+        """What an origin looks like, naming the one used."""
+        missing = "" if urlsplit(self.origin).path.endswith("/vendor") else " (its path has no /vendor)"
+        return (f"{ORIGIN_VAR} ({self.origin}{missing}) is the Vendor API's origin, such as "
+                f"{DEFAULT_ORIGIN}, or the sandbox's http://127.0.0.1:PORT/vendor")
 
-    def _unavailable(self, what: str, budget: Budget, failure: str,
+    def _gave_up(self, what: str, budget: Budget, answer: _Answer | None,
+                 failure: _Failed | None, masker: Masker, note: str) -> APIError:
+        if answer is not None:
+            return self._error(answer, what, budget, masker, note=note)
+        return self._unavailable(what, budget, failure, masker, note=note)
+
+    def _unavailable(self, what: str, budget: Budget, failure: _Failed | None, masker: Masker,
                      note: str = "") -> APIUnavailable:
+        detail = "no detail"
+        if failure is not None:
+            detail = failure.kind
+            if failure.detail:
+                detail += f": {masker.show(failure.detail, _EXCERPT)}"
         return APIUnavailable(
             f"{what}: no answer from {self.origin} after {budget.attempts} "
-            f"attempt{'s' if budget.attempts != 1 else ''} ({failure}){note}"
+            f"attempt{'s' if budget.attempts != 1 else ''} ({detail}){note}"
         )
 
 
 # --- helpers -------------------------------------------------------------------------
 
 
-def _mask(text: str, password: Secret | None) -> str:
-    """``text`` with the password (as sent, or JSON-escaped) replaced by ********."""
-    value = password.reveal() if password is not None else ""
-    if not value:
-        return text
-    for form in {value, json.dumps(value)[1:-1], repr(value)[1:-1]}:
-        text = text.replace(form, "********")
-        for cut in range(len(form) - 1, 3, -1):  # cut short where an excerpt was clipped
-            if form[:cut] + "..." in text:
-                text = text.replace(form[:cut] + "...", "********...")
-                break
-    return text
-
-
-@contextmanager
-def _masked(password: Secret | None):
-    """Errors raised inside never carry ``password``, whatever the API answered
-    (the contract does not promise its messages never quote the request)."""
-    try:
-        yield
-    except APIError as exc:
-        message = _mask(str(exc), password)
-        if message == str(exc) and _mask(exc.api_message, password) == exc.api_message:
-            raise
-        raise type(exc)(message, status=exc.status,
-                        api_message=_mask(exc.api_message, password)) from None
+def answer_path_is_fixed(what: str) -> bool:
+    """Whether the call was to the list, which every Vendor API answers (a 404 there
+    means the origin is wrong, not that something is missing)."""
+    return what.startswith("list registries")
 
 
 def _check_origin(origin: str) -> str:
@@ -465,24 +583,13 @@ def _check_origin(origin: str) -> str:
         parts = None
     if parts is None:
         raise APIError(f"{ORIGIN_VAR} must be an http(s) URL such as {DEFAULT_ORIGIN}, "
-                       f"not {_clip(origin)!r}")
+                       f"not {outside(origin, _EXCERPT)!r}")
     if "@" in parts.netloc:
         raise APIError(f"{ORIGIN_VAR} must not carry credentials; the token goes in {TOKEN_VAR}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise APIError(f"{ORIGIN_VAR} must be an http(s) URL such as {DEFAULT_ORIGIN}, "
-                       f"not {_clip(origin)!r}")
+                       f"not {outside(origin, _EXCERPT)!r}")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _check_token(token: str | Secret) -> Secret:
-    raw = (token.reveal() if isinstance(token, Secret) else token or "").strip()
-    if not raw:
-        raise APIAuthError(f"no Vendor API token: set {TOKEN_VAR} to an API token of the "
-                           "Replicated vendor team")
-    if not all(33 <= ord(ch) < 127 for ch in raw):  # an HTTP header cannot carry it
-        raise APIAuthError(f"the Vendor API token has characters no token has (spaces, "
-                           f"control or non-ASCII characters); check {TOKEN_VAR}")
-    return Secret(raw)
 
 
 def _segment(slug: str) -> str:
@@ -493,15 +600,18 @@ def _same_endpoint(a: str, b: str) -> bool:
     return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
 
 
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
+def _size(limit: int) -> str:
+    return f"{limit / MIB:g} MiB" if limit >= MIB else f"{limit} bytes"
 
 
-def _api_message(response: httpx.Response) -> str:
-    """The API's ``message`` from any of the contract's error shapes, else ''."""
+def _api_message(answer: _Answer, masker: Masker) -> str:
+    """The API's ``message`` from any of the contract's error shapes, masked, escaped
+    and clipped; else ''."""
+    if not answer.complete:
+        return ""
     try:
-        data = response.json()
-    except (ValueError, UnicodeDecodeError):
+        data = answer.json()
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return ""
     if not isinstance(data, dict):
         return ""
@@ -510,19 +620,10 @@ def _api_message(response: httpx.Response) -> str:
         message = data["error"].get("message")
     if not isinstance(message, str) and isinstance(data.get("error"), str):
         message = data["error"]
-    return _clip(message, _MESSAGE) if isinstance(message, str) else ""
+    return masker.show(message, _MESSAGE) if isinstance(message, str) else ""
 
 
-def _excerpt(response: httpx.Response) -> str:
-    text = response.content[: _EXCERPT * 4].decode("utf-8", "replace")
-    return repr(_clip(text, _EXCERPT)) if text else "empty body"
-
-
-def _clip(text: str, limit: int = _EXCERPT) -> str:
-    text = "".join(ch if ch.isprintable() else " " for ch in text).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _describe(exc: Exception) -> str:
-    text = _clip(str(exc)) or "no detail"
-    return f"{type(exc).__name__}: {text}"
+def _excerpt(answer: _Answer, masker: Masker) -> str:
+    """The start of the body, masked over a wide window before it is clipped."""
+    text = answer.content[:65536].decode("utf-8", "replace")
+    return repr(masker.show(text, _EXCERPT)) if text.strip() else "empty body"

@@ -27,6 +27,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: How much of a string from elsewhere (an API message, a registry's error) is shown.
+OUTSIDE_LIMIT = 500
+
+
+def escaped(text: str) -> str:
+    """``text`` on one line with every control or other non-printable character
+    escaped (``\\x1b``, ``\\n``, ``\\u202e``), so nothing from elsewhere can move the
+    cursor, retitle or clear the terminal, or break a line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def outside(text: str, limit: int = OUTSIDE_LIMIT) -> str:
+    """A string from elsewhere made safe to print: escaped, trimmed, and clipped to
+    ``limit`` characters (ending in "..." when cut)."""
+    text = escaped(text.strip())
+    return text if len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -51,11 +70,9 @@ class Diagnostic:
             text = f"{where}: {prefix}{self.context}: {self.message}"
         else:
             text = f"{where}: {prefix}{self.message}"
-        if text.isprintable():
-            return text
         # One line each, and no terminal escapes: a slug or key from the file may hold
         # a line break ("slug: |") or control characters.
-        return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+        return escaped(text)
 
 
 class RegsyncError(Exception):

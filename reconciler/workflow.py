@@ -17,7 +17,6 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from reconciler.errors import APIAuthError
 from reconciler.model import Config, RemoteRegistry
 
 STATE_FILENAME = "regsync.state.json"
@@ -29,13 +28,11 @@ def default_state_path(config_path: str | os.PathLike) -> Path:
 
 
 def api_token(env: Mapping[str, str], token: str | None = None) -> str:
-    value = (token if token is not None else env.get("REPLICATED_API_TOKEN", "")).strip()
-    if not value:
-        raise APIAuthError(
-            "no Vendor API token: set REPLICATED_API_TOKEN (or pass --api-token); "
-            "for the local sandbox, use the token it printed when it started"
-        )
-    return value
+    """The API token (``--api-token``, else ``REPLICATED_API_TOKEN``); the one rule and
+    message for "there is no token" are ``reconciler.api.token_from``'s."""
+    from reconciler.api import token_from
+
+    return token_from(env, token).reveal()
 
 
 def open_api(env: Mapping[str, str], *, token: str | None = None, origin: str | None = None):

@@ -246,7 +246,7 @@ def test_a_body_that_is_not_the_contracts_json(status, body, kind):
     def answer(request):
         return httpx.Response(status, content=body, headers={"Content-Type": "text/html"})
 
-    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+    with VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor",
                    transport=httpx.MockTransport(answer), retry=RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0)) as client:
         with pytest.raises(kind) as info:
             client.list_registries()
@@ -261,7 +261,7 @@ def test_a_huge_non_json_body_is_truncated():
     def answer(request):
         return httpx.Response(200, content=b"x" * 100_000)
 
-    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+    with VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor",
                    transport=httpx.MockTransport(answer)) as client:
         with pytest.raises(APIError) as info:
             client.list_registries()
@@ -321,7 +321,7 @@ def _answering(body: dict | bytes):
             return httpx.Response(200, content=body)
         return httpx.Response(200, json=body)
 
-    return VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+    return VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor",
                      transport=httpx.MockTransport(answer))
 
 
@@ -378,7 +378,7 @@ def test_an_api_answer_that_echoes_the_password_never_puts_it_in_the_error(statu
 
     body = RegistryWrite(provider="other", endpoint="r.example.com", slug="r",
                          auth_type="password", username="bot", password=Secret(secret))
-    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+    with VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor",
                    transport=httpx.MockTransport(answer),
                    retry=RetryPolicy(max_attempts=1)) as client:
         calls = [lambda: client.create_registry(body),
@@ -393,16 +393,31 @@ def test_an_api_answer_that_echoes_the_password_never_puts_it_in_the_error(statu
             assert "********" in str(info.value)
 
 
-def test_a_password_cut_short_by_the_excerpt_is_masked_too():
+def test_a_password_is_masked_before_the_excerpt_clips_it():
     secret = f"CANARY-{uuid.uuid4()}"
 
-    def answer(request):  # the excerpt keeps 120 characters: the password is cut
-        return httpx.Response(200, content=("x" * 100 + secret).encode())
+    def answer(request):  # the excerpt keeps 120 characters: the password straddles the cut
+        return httpx.Response(200, content=("x" * 100 + secret + "y" * 100).encode())
 
-    with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor",
+    with VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor",
                    transport=httpx.MockTransport(answer)) as client:
         with pytest.raises(APIError) as info:
             client.test_registry(image="a/b:1", endpoint="r.example.com", username="bot",
                                  password=Secret(secret))
+    assert secret[:8] not in str(info.value)
+    assert "x" * 100 + "********" in str(info.value)
+
+
+def test_a_password_the_api_itself_cut_short_is_masked_too():
+    secret = f"CANARY-{uuid.uuid4()}"
+
+    def answer(request):
+        return httpx.Response(400, json={"message": f"bad password {secret[:20]}..."})
+
+    with VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor",
+                   transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(APIError) as info:
+            client.create_registry(RegistryWrite(slug="r", endpoint="r.example.com",
+                                                 password=Secret(secret)))
     assert secret[:12] not in str(info.value)
-    assert "********..." in str(info.value)
+    assert "bad password ********..." in str(info.value)
