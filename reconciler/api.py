@@ -248,7 +248,7 @@ class VendorAPI:
         budget = self.retry.budget()
 
         def landed() -> RemoteRegistry | None:
-            return self._landed(slug, endpoint, budget, what)
+            return self._landed(slug, endpoint, budget, what, masker)
 
         result = self._request("POST", "/v3/external_registry", what=what, masker=masker,
                                expect=(201,), json_body=body.to_body(create=True),
@@ -258,7 +258,10 @@ class VendorAPI:
         try:
             return self._registry(result, what, masker)
         except APIError as exc:  # it was created (201); read it from the list instead
-            found = landed()
+            try:
+                found = landed()
+            except APIError:
+                found = None
             if found is not None:
                 return found
             raise APIError(f"{exc} (the API answered 201: it was created)",
@@ -393,10 +396,10 @@ class VendorAPI:
                 log.warning("%s: cannot connect to %s (%s); retrying for up to %g s",
                             what, self.origin, failure.kind, self.retry.connect_time)
 
-    def _landed(self, slug: str, endpoint: str, budget: Budget, what: str) -> RemoteRegistry | None:
+    def _landed(self, slug: str, endpoint: str, budget: Budget, what: str,
+                masker: Masker) -> RemoteRegistry | None:
         """After a create that may have landed: the registry it made, or None when
-        there is none (listing with the create's budget)."""
-        masker = self._masker()
+        there is none (listing with the create's budget, masking its password)."""
         answer = self._request("GET", _LIST, what=f"{what} (listing to see whether it landed)",
                                masker=masker, budget=budget, limit=self.limits.list_body,
                                note=_MAYBE_CREATED)
@@ -447,8 +450,8 @@ class VendorAPI:
             raise _Failed(CONNECT, type(exc).__name__, str(exc)) from None
         except httpx.TimeoutException as exc:
             if deadline_passed(exc) or time.monotonic() >= at:
-                raise _Failed(TIMEOUT, "no complete answer",
-                              f"within {max(at - begun, 0):.3g} s") from None
+                raise _Failed(TIMEOUT, f"no complete answer within {max(at - begun, 0):.3g} s",
+                              "") from None
             ended = CONNECT if isinstance(exc, httpx.ConnectTimeout) else TIMEOUT
             raise _Failed(ended, type(exc).__name__, str(exc)) from None
         except httpx.RequestError as exc:  # read/write errors, disconnects
@@ -601,7 +604,7 @@ def _same_endpoint(a: str, b: str) -> bool:
 
 
 def _size(limit: int) -> str:
-    return f"{limit / MIB:g} MiB" if limit >= MIB else f"{limit} bytes"
+    return f"{limit / MIB:g} MiB" if limit >= MIB // 16 else f"{limit} bytes"
 
 
 def _api_message(answer: _Answer, masker: Masker) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 pytest_plugins = [
     "tests.fixtures.apiclient",
+    "tests.fixtures.badserver",
     "tests.fixtures.github",
     "tests.fixtures.guard",
     "tests.fixtures.registry",

@@ -263,7 +263,8 @@ def test_a_password_never_reaches_an_error(sandbox):
     unused_port = closed_port()
     canary = f"CANARY-{uuid.uuid4()}"
     body = write(password=Secret(canary))
-    quick = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01, total_time=5.0)
+    quick = RetryPolicy(max_attempts=2, base_delay=0.01, max_delay=0.01, total_time=5.0,
+                        connect_time=0.2, max_connect_delay=0.05)
     errors: list[BaseException] = []
 
     def attempt(call, rules=(), **knobs):
