@@ -233,6 +233,8 @@ def env_problem(value: str | None) -> str | None:
         return "is not set"
     if not value.strip():
         return "is empty"
+    if any("\udc80" <= ch <= "\udcff" for ch in value):  # os.environ's stand-ins for bad bytes
+        return "holds bytes that are not UTF-8 text (it would reach the API garbled)"
     return None
 
 

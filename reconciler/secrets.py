@@ -14,12 +14,13 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from reconciler.config import ENV_REF, env_problem
-from reconciler.errors import SecretError
+from reconciler.errors import SecretError, outside
 from reconciler.model import Config, DesiredRegistry
 from reconciler.providers import PROVIDERS
+from reconciler.redact import WITHHELD, Masker
 from reconciler.secret import Secret
 
 SOPS_TIMEOUT = 30.0
@@ -34,7 +35,9 @@ def resolve_secrets(config: Config, *, env: Mapping[str, str], sops_timeout: flo
     """
     decrypted = None
     if any(r.secret_ref.encrypted for r in config.registries):
-        decrypted = decrypt_sops(config.path, env=env, timeout=sops_timeout)
+        # what sops says on failure is masked with every secret already known
+        known = [env.get(r.secret_ref.env_var) for r in config.registries if r.secret_ref.env_var]
+        decrypted = decrypt_sops(config.path, env=env, timeout=sops_timeout, known=known)
     problems: list[str] = []
     resolved: list[DesiredRegistry] = []
     for registry in config.registries:
@@ -127,8 +130,10 @@ def sops_binary(env: Mapping[str, str]) -> str:
     return "sops"
 
 
-def decrypt_sops(path: str, *, env: Mapping[str, str], timeout: float = SOPS_TIMEOUT) -> dict:
-    """Decrypt ``path`` with sops into a dict, in memory. Raises a one-line ``SecretError``."""
+def decrypt_sops(path: str, *, env: Mapping[str, str], timeout: float = SOPS_TIMEOUT,
+                 known: Iterable[str | None] = ()) -> dict:
+    """Decrypt ``path`` with sops into a dict, in memory. Raises a one-line ``SecretError``,
+    in which nothing of sops' own text shows any of the ``known`` secrets."""
     binary = sops_binary(env)
     child_env = dict(env)
     child_env["SOPS_DISABLE_VERSION_CHECK"] = "1"
@@ -148,7 +153,7 @@ def decrypt_sops(path: str, *, env: Mapping[str, str], timeout: float = SOPS_TIM
     except OSError as exc:
         failure = f"sops at {binary} cannot be run ({exc.strerror or type(exc).__name__})"
     if failure is None and proc.returncode != 0:
-        failure = _explain(proc.returncode, proc.stderr.decode("utf-8", "replace"))
+        failure = _explain(proc.returncode, proc.stderr.decode("utf-8", "replace"), known)
     if failure is not None:
         del proc
         raise SecretError(f"{path}: sops could not decrypt: {failure}")
@@ -163,12 +168,15 @@ def decrypt_sops(path: str, *, env: Mapping[str, str], timeout: float = SOPS_TIM
     return data
 
 
-_BLOB = re.compile(r"ENC\[[^\]]*\]|\"[^\"]*\"|'[^']*'|[A-Za-z0-9+/=_-]{24,}")
+# What may be a value in sops' text: encrypted or quoted text, and any run of token
+# characters long enough to be a key or a password (no English word is this long).
+_BLOB = re.compile(r"ENC\[[^\]]*\]|\"[^\"]*\"|'[^']*'|[A-Za-z0-9+/=_-]{16,}")
 
 
-def _explain(returncode: int, stderr: str) -> str:
-    """sops' failure, as one line that cannot hold a secret (quoted text and long tokens
-    are cut out of whatever sops said)."""
+def _explain(returncode: int, stderr: str, known: Iterable[str | None] = ()) -> str:
+    """sops' failure, as one line that cannot hold a secret: the known secrets masked
+    first (or sops' text withheld when one is too short to mask), then quoted text and
+    long tokens cut out, then escaped and clipped."""
     low = stderr.lower()
     if returncode == 128 or "failed to get the data key" in low:
         if "failed to open sops_age_key_file" in low:
@@ -189,6 +197,9 @@ def _explain(returncode: int, stderr: str) -> str:
         return "the file has no sops metadata"
     if "parsing time" in low or "no keys found in file" in low:  # a sops: block not written by sops
         return "the file's sops: block is not complete sops metadata; encrypt the file with sops encrypt"
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    summary = _BLOB.sub("...", lines[-1])[:200] if lines else "no message"
+    masker = Masker(known)
+    if masker.withhold and stderr.strip():
+        return f"sops exited with status {returncode} {WITHHELD}"
+    lines = [line.strip() for line in masker.mask(stderr).splitlines() if line.strip()]
+    summary = outside(_BLOB.sub("...", lines[-1]), 200) if lines else "no message"
     return f"sops exited with status {returncode}: {summary}"

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import stat
+import sys
 import subprocess
 import traceback
 import uuid
@@ -314,3 +315,65 @@ def test_decrypted_key_that_is_not_a_service_account(workdir, base_env, age_key)
         "client_email, private_key)"
     )
     assert CANARY not in everything_shown(info.value)
+
+
+def test_a_variable_with_bytes_that_are_not_utf8_is_refused_by_name(workdir):
+    config = config_from(workdir, ENV_FILE)
+    bad = "caf\udce9-" + CANARY  # how os.environ holds the byte 0xE9 of a Latin-1 value
+    with pytest.raises(SecretError) as info:
+        resolve_secrets(config, env={"GH_TOKEN": CANARY, "QUAY_PW": bad, "GAR_KEY": SA_KEY})
+    assert str(info.value) == (
+        'registries.yaml:8:15: registries[1] (quay "quay.io"): password: environment variable '
+        "QUAY_PW holds bytes that are not UTF-8 text (it would reach the API garbled)"
+    )
+    assert CANARY not in everything_shown(info.value)
+
+
+def test_a_non_utf8_variable_stops_plan_before_any_network_call(workdir):
+    (workdir / "registries.yaml").write_text(ENV_FILE)
+    env = {**os.environ, "GH_TOKEN": CANARY, "QUAY_PW": "caf\udce9", "GAR_KEY": SA_KEY,
+           "REPLICATED_API_TOKEN": "t" * 20, "REPLICATED_API_ORIGIN": "http://127.0.0.1:9/vendor"}
+    proc = subprocess.run([sys.executable, "-m", "reconciler", "plan"], cwd=workdir, env=env,
+                          capture_output=True, timeout=60)
+    assert proc.returncode == 1
+    assert b"environment variable QUAY_PW holds bytes that are not UTF-8" in proc.stderr
+    assert b"127.0.0.1:9" not in proc.stderr  # refused before the API was called
+
+
+SOPS_ERROR_FILE = """version: 1
+registries:
+  - provider: ghcr
+    username: u
+    token: ENC[x]
+  - provider: quay
+    username: bot
+    password: ${QUAY_PW}
+sops: {a: 1}
+"""
+
+
+def _fake_sops(workdir, stderr: str):
+    fake = workdir / "fake-sops"
+    fake.write_text(f"#!/bin/sh\ncat >&2 <<'END'\n{stderr}\nEND\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    return str(fake)
+
+
+def test_sops_output_is_masked_with_every_known_secret_then_clipped(workdir, base_env):
+    token22 = "hXkLmNoPqRsTuVwXyZaBcD"  # unquoted, 22 characters
+    quay = f"quay {CANARY}\twith tab"
+    sops = _fake_sops(workdir, f"Error: failed near {token22} and {quay} \x1b[2J" + "z " * 300)
+    config = config_from(workdir, SOPS_ERROR_FILE)
+    message = expect_sops_error(config, {**base_env, "SOPS": sops, "QUAY_PW": quay})
+    assert message.startswith("registries.yaml: sops could not decrypt: sops exited with status 1: "
+                              "Error: failed near ... and ******** \\x1b[2J")
+    assert token22 not in message and "with tab" not in message
+    assert len(message) < 300
+
+
+def test_sops_output_is_withheld_when_a_known_secret_is_too_short_to_mask(workdir, base_env):
+    sops = _fake_sops(workdir, "Error: bad value hi near x")
+    config = config_from(workdir, SOPS_ERROR_FILE)
+    message = expect_sops_error(config, {**base_env, "SOPS": sops, "QUAY_PW": "hi"})
+    assert message == ("registries.yaml: sops could not decrypt: sops exited with status 1 "
+                       "(message withheld: it might contain a secret too short to mask)")
