@@ -582,6 +582,8 @@ def _check_origin(origin: str) -> str:
     try:
         parts = urlsplit(origin.strip())
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        if not origin.strip().isprintable() or " " in origin.strip():
+            raise ValueError("a character no URL has")
     except ValueError:
         parts = None
     if parts is None:

@@ -18,7 +18,7 @@ from typing import Annotated, Optional
 import typer
 
 from reconciler import __version__
-from reconciler.errors import ConfigError, RegsyncError
+from reconciler.errors import ConfigError, RegsyncError, escaped
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -94,6 +94,17 @@ def _err(message: str) -> None:
     print(message, file=sys.stderr)
 
 
+#: A file's problems are listed up to this many; past it, how many more there are.
+LISTED = 300
+
+
+def _listing(diagnostics, stream) -> None:
+    for diagnostic in diagnostics[:LISTED]:
+        print(diagnostic, file=stream)
+    if len(diagnostics) > LISTED:
+        print(f"... and {len(diagnostics) - LISTED} more not listed", file=stream)
+
+
 def _use_color(stream) -> bool:
     return stream.isatty() and not os.environ.get("NO_COLOR")
 
@@ -128,8 +139,7 @@ def validate(
 
     paths = [str(f) for f in files] if files else ["registries.yaml"]
     diagnostics = check_files(paths, check_env=check_env, env=os.environ)
-    for diagnostic in diagnostics:
-        print(diagnostic)
+    _listing(diagnostics, sys.stdout)
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = len(diagnostics) - errors
     noun = "file" if len(paths) == 1 else "files"
@@ -598,13 +608,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = _app_for(args)(args=args, prog_name="regsync", standalone_mode=False)
     except ConfigError as exc:
-        for diagnostic in exc.diagnostics:
-            _err(str(diagnostic))
-        for warning in exc.warnings:
-            _err(str(warning))
+        _listing(exc.diagnostics + exc.warnings, sys.stderr)
         code = EXIT_ERROR
     except RegsyncError as exc:
-        _err(f"error: {exc}")
+        # each line escaped: no message, whatever it quotes, can drive the terminal
+        _err("error: " + "\n".join(escaped(line) for line in str(exc).split("\n")))
         code = EXIT_ERROR
     except click_exc as exc:
         exc.show()

@@ -29,12 +29,24 @@ _HEAD = {
 _CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 
 
+#: The longest value from the API shown in a table cell or a plan line.
+VALUE_LIMIT = 300
+
+
 def printable(text: str) -> str:
-    """``text`` with control characters escaped, so a value from the API (a username,
-    an endpoint) cannot move the cursor or recolour the terminal."""
-    if not any(ord(ch) in _CONTROL for ch in text):
+    """``text`` with control and other non-printable characters escaped (bidi
+    overrides, line separators), so a value from the API (a username, an endpoint)
+    cannot move the cursor, recolour the terminal or reorder what is shown."""
+    if text.isprintable():
         return text
-    return "".join(f"\\x{ord(ch):02x}" if ord(ch) in _CONTROL else ch for ch in text)
+    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) in _CONTROL
+                   else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def clipped(text: str, limit: int = VALUE_LIMIT) -> str:
+    """``printable(text)``, at most ``limit`` characters (ending in "..." when cut)."""
+    text = printable(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _value(name: str, value: object) -> str:
@@ -93,7 +105,7 @@ def _body_lines(plan: Plan) -> list[tuple[str, str]]:
     if plan.ignored:
         lines.append(("", "Ignored (settings.ignore): " + ", ".join(plan.ignored)))
         lines.append(("", ""))
-    return [(colour, printable(line)) for colour, line in lines]
+    return [(colour, clipped(line, 2 * VALUE_LIMIT)) for colour, line in lines]
 
 
 def render_text(plan: Plan, stream: TextIO, *, color: bool) -> None:
@@ -238,7 +250,7 @@ def registries_table(remote: Sequence[RemoteRegistry], stream: TextIO) -> None:
     """The team's registries as an aligned table, values escaped like a plan's."""
     header = ("SLUG", "PROVIDER", "ENDPOINT", "AUTH", "USERNAME", "APPS", "LAST USED")
     rows = [
-        tuple(printable(str(v)) for v in (
+        tuple(clipped(str(v)) for v in (
             r.slug, r.provider, r.endpoint, r.auth_type, r.username,
             ",".join(r.app_ids) or "all", r.last_used_at or "never"))
         for r in sorted(remote, key=lambda r: r.slug)

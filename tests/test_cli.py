@@ -42,3 +42,32 @@ def test_a_bad_file_is_exit_1_with_positions_for_validate_plan_and_test(
     shown = (err.out + err.err).splitlines()
     assert shown[0].startswith(first_line)
     assert "internal error" not in err.err
+
+
+@pytest.mark.parametrize("command", [["validate", "r.yaml"], ["plan", "-c", "r.yaml"]])
+def test_a_file_with_thousands_of_problems_lists_the_first_few_hundred(
+    tmp_path, monkeypatch, capsys, command
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPLICATED_API_TOKEN", "t" * 20)
+    monkeypatch.setenv("REPLICATED_API_ORIGIN", "http://127.0.0.1:9/vendor")
+    entries = "".join(f"  - provider: nope{i}\n" for i in range(2000))
+    (tmp_path / "r.yaml").write_text("version: 1\nregistries:\n" + entries)
+    assert main(command) == 1
+    captured = capsys.readouterr()
+    lines = (captured.out + captured.err).splitlines()
+    problems = [line for line in lines if line.startswith("r.yaml:")]
+    assert len(problems) == 300
+    assert problems[0].startswith("r.yaml:3:") and "nope0" in problems[0]
+    assert "... and 1700 more not listed" in lines
+    if command[0] == "validate":
+        assert "2000 error(s), 0 warning(s) in 1 file" in captured.err
+
+
+def test_an_error_quoting_terminal_escapes_is_printed_escaped(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPLICATED_API_TOKEN", "t" * 20)
+    monkeypatch.setenv("REPLICATED_API_ORIGIN", "http://127.0.0.1:9/\x1b[2J")
+    assert main(["ls"]) == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[2J" in err

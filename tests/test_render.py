@@ -8,7 +8,7 @@ import json
 from reconciler.diff import diff
 from reconciler.model import Config, Settings
 from reconciler.plan import Plan
-from reconciler.render import render_json, render_markdown, render_text
+from reconciler.render import registries_table, render_json, render_markdown, render_text
 from reconciler.state import RegistryState, State
 
 from tests.builders import CANARY, FP, T0, have, want
@@ -262,3 +262,18 @@ def test_control_characters_from_the_api_cannot_reach_the_terminal():
         assert "\x1b" not in text and "\x07" not in text
         assert "evil\\x1b[2J\\x1b[31m -> acme" in text
         assert "x\\x07y (quay)" in text
+
+
+def test_a_huge_or_reordering_value_from_the_api_is_escaped_and_clipped():
+    remote = [have("acme", username="\u202eevil" + "u" * 100_000, provider="quay")]
+    out = io.StringIO()
+    registries_table(remote, out)
+    row = out.getvalue().splitlines()[1]
+    assert "\u202e" not in row and "\\u202eevil" in row
+    assert len(row) < 1000 and "u..." in row
+    plan = diff(Config(path="r.yaml", settings=Settings(), registries=(want("acme", username="a"),)),
+                remote, State(), FP, prune=False)
+    out = io.StringIO()
+    render_text(plan, out, color=False)
+    assert "\u202e" not in out.getvalue()
+    assert max(len(line) for line in out.getvalue().splitlines()) <= 600
