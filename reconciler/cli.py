@@ -1,6 +1,6 @@
 """The command line: parse options, call the core, render, choose the exit code.
 
-The only module that prints, prompts or exits. Heavy modules (httpx, deepdiff) are
+The only module that prints, prompts or exits. Heavy modules (httpx) are
 imported inside the commands that need them, so `validate` and `--help` stay fast.
 
 Exit codes: 0 success; 1 any error, usage errors included; 2 `plan

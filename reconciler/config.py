@@ -233,8 +233,11 @@ def env_problem(value: str | None) -> str | None:
         return "is not set"
     if not value.strip():
         return "is empty"
-    if any("\udc80" <= ch <= "\udcff" for ch in value):  # os.environ's stand-ins for bad bytes
-        return "holds bytes that are not UTF-8 text (it would reach the API garbled)"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:  # os.environ holds a byte that is not UTF-8 as a lone surrogate
+            return "holds bytes that are not UTF-8 text (it would reach the API garbled)"
     return None
 
 

@@ -56,13 +56,13 @@ def _shown(name: str, value: object) -> object:
 
 
 def _field_changes(old: dict, new: dict) -> list[FieldChange]:
-    from deepdiff import DeepDiff  # lazy: `regsync validate` must not import deepdiff
-
-    changed = set(DeepDiff(old, new).affected_root_keys)
+    """The compared fields that differ. They are strings, None and frozensets, for which
+    ``!=`` is the exact comparison: a structural differ (deepdiff, ~0.2 ms a call) would
+    cost a second per 5,000 registries and find nothing more."""
     return [
         FieldChange(name, _shown(name, old[name]), _shown(name, new[name]))
         for name in COMPARED
-        if name in changed
+        if old[name] != new[name]
     ]
 
 
