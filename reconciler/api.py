@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -47,13 +46,13 @@ from reconciler.errors import (
 )
 from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry, TeamApp
 from reconciler.redact import Masker
-from reconciler.retry import (
-    ANSWERED, CONNECT, DEFAULT_RETRY, LOST, TIMEOUT, Budget, RetryPolicy, parse_retry_after,
-)
+from reconciler.retry import ANSWERED, CONNECT, DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after
 from reconciler.secret import Secret
 
 if TYPE_CHECKING:
     import httpx
+
+    from reconciler.transport import Answer, Failed
 
 log = logging.getLogger("regsync")
 
@@ -106,29 +105,6 @@ class Limits:
 
 DEFAULT_TIMEOUT = Timeout()
 DEFAULT_LIMITS = Limits()
-
-
-class _Failed(Exception):
-    """An attempt that got no answer: ``ended`` is retry.CONNECT (nothing was sent),
-    LOST (the request may have reached the server) or TIMEOUT (no answer in time)."""
-
-    def __init__(self, ended: str, kind: str, detail: str):
-        super().__init__(kind)
-        self.ended, self.kind, self.detail = ended, kind, detail
-
-
-@dataclass
-class _Answer:
-    """An HTTP answer, its body read in full (``complete``) or up to the cap."""
-
-    status_code: int
-    headers: Any
-    content: bytes
-    complete: bool = True
-    limit: int = 0
-
-    def json(self) -> Any:
-        return json.loads(self.content)
 
 
 def token_from(env: Mapping[str, str], token: str | Secret | None = None) -> Secret:
@@ -353,10 +329,12 @@ class VendorAPI:
         attempt that may have done the work is never followed by another send before
         ``landed()`` (a list) said it did not; what it finds is returned instead of an
         answer. ``note`` ends every error's message."""
+        from reconciler.transport import Failed
+
         budget = budget or self.retry.budget()
         uncertain = ever = False  # the last attempt / some attempt may have done the work
-        answer: _Answer | None = None
-        failure: _Failed | None = None
+        answer: Answer | None = None
+        failure: Failed | None = None
         told = False
         while True:
             if uncertain and landed is not None:
@@ -372,7 +350,7 @@ class VendorAPI:
             try:
                 answer = self._send(method, path, json_body=json_body, params=params,
                                     budget=budget, limit=limit or self.limits.body)
-            except _Failed as exc:
+            except Failed as exc:
                 failure, ended = exc, exc.ended
                 uncertain = ended != CONNECT
             else:
@@ -415,51 +393,22 @@ class VendorAPI:
         return None
 
     def _send(self, method: str, path: str, *, json_body: dict | None, params: dict | None,
-              budget: Budget, limit: int) -> _Answer:
-        """One HTTP request, its body read up to ``limit`` bytes (decompressed), all by
-        the request's deadline; transport failures become ``_Failed``."""
-        import httpx
+              budget: Budget, limit: int) -> Answer:
+        """One HTTP request within the call's budget (``transport.exchange``)."""
+        from reconciler.transport import exchange
 
-        from reconciler.transport import deadline, deadline_passed
-
-        content = None if json_body is None else json.dumps(json_body).encode()
-        headers = {"Authorization": self._token.reveal()}
         with self._lock:
             self._calls += 1
-        begun = time.monotonic()
-        at = budget.request_deadline(self.timeout.total)
-        try:
-            with deadline(at), self._client.stream(
-                method, self.origin + path, content=content, params=params, headers=headers,
-                timeout=self._timeout,
-            ) as response:
-                chunks, size, complete = [], 0, True
-                for chunk in response.iter_bytes():
-                    size += len(chunk)
-                    if size > limit:
-                        chunks.append(chunk[: max(limit - size + len(chunk), 0)])
-                        complete = False
-                        break
-                    chunks.append(chunk)
-                    if time.monotonic() > at:
-                        raise httpx.ReadTimeout("the request's overall deadline passed")
-                return _Answer(response.status_code, response.headers, b"".join(chunks),
-                               complete=complete, limit=limit)
-        # Not chained (``from None``): an httpx exception holds the request, body included.
-        except (httpx.ConnectError, httpx.PoolTimeout) as exc:
-            raise _Failed(CONNECT, type(exc).__name__, str(exc)) from None
-        except httpx.TimeoutException as exc:
-            if deadline_passed(exc) or time.monotonic() >= at:
-                raise _Failed(TIMEOUT, f"no complete answer within {max(at - begun, 0):.3g} s",
-                              "") from None
-            ended = CONNECT if isinstance(exc, httpx.ConnectTimeout) else TIMEOUT
-            raise _Failed(ended, type(exc).__name__, str(exc)) from None
-        except httpx.RequestError as exc:  # read/write errors, disconnects
-            raise _Failed(LOST, type(exc).__name__, str(exc)) from None
+        return exchange(
+            self._client, method, self.origin + path, params=params, timeout=self._timeout,
+            content=None if json_body is None else json.dumps(json_body).encode(),
+            headers={"Authorization": self._token.reveal()},
+            at=budget.request_deadline(self.timeout.total), limit=limit,
+        )
 
     # --- answers -----------------------------------------------------------------
 
-    def _json(self, answer: _Answer, what: str, masker: Masker) -> dict:
+    def _json(self, answer: Answer, what: str, masker: Masker) -> dict:
         if not answer.complete:
             raise self._shape(answer, what, f"larger than the {_size(answer.limit)} limit",
                               masker)
@@ -473,13 +422,13 @@ class VendorAPI:
             raise self._shape(answer, what, "not a JSON object", masker)
         return data
 
-    def _registry(self, answer: _Answer, what: str, masker: Masker) -> RemoteRegistry:
+    def _registry(self, answer: Answer, what: str, masker: Masker) -> RemoteRegistry:
         data = self._json(answer, what, masker).get("external_registry")
         if not isinstance(data, dict):
             raise self._shape(answer, what, "no 'external_registry' object", masker)
         return self._remote(answer, what, data, masker)
 
-    def _registries(self, answer: _Answer, what: str, masker: Masker) -> list[RemoteRegistry]:
+    def _registries(self, answer: Answer, what: str, masker: Masker) -> list[RemoteRegistry]:
         body = self._json(answer, what, masker)
         if "external_registries" not in body:
             # Not an empty team ({"external_registries": null} is): something that is not
@@ -493,7 +442,7 @@ class VendorAPI:
                               masker)
         return [self._remote(answer, what, item, masker) for item in items]
 
-    def _remote(self, answer: _Answer, what: str, data: dict, masker: Masker) -> RemoteRegistry:
+    def _remote(self, answer: Answer, what: str, data: dict, masker: Masker) -> RemoteRegistry:
         """A registry from the API; a documented field of the wrong type is refused
         (a number taken as updatedAt would crash the plan and corrupt the state file).
         Missing fields, nulls and fields the contract does not name are fine."""
@@ -510,14 +459,14 @@ class VendorAPI:
             raise self._shape(answer, what, "a registry's 'isReplicated' is not a boolean", masker)
         return RemoteRegistry.from_api(data)
 
-    def _shape(self, answer: _Answer, what: str, why: str, masker: Masker) -> APIError:
+    def _shape(self, answer: Answer, what: str, why: str, masker: Masker) -> APIError:
         return APIError(
             f"{what}: the API answered {answer.status_code} with a body that is not the "
             f"contract's JSON ({why}): {_excerpt(answer, masker)}",
             status=answer.status_code,
         )
 
-    def _error(self, answer: _Answer, what: str, budget: Budget, masker: Masker,
+    def _error(self, answer: Answer, what: str, budget: Budget, masker: Masker,
                note: str = "") -> APIError:
         status = answer.status_code
         message = _api_message(answer, masker)
@@ -550,13 +499,13 @@ class VendorAPI:
         return (f"{ORIGIN_VAR} ({self.origin}{missing}) is the Vendor API's origin, such as "
                 f"{DEFAULT_ORIGIN}, or the sandbox's http://127.0.0.1:PORT/vendor")
 
-    def _gave_up(self, what: str, budget: Budget, answer: _Answer | None,
-                 failure: _Failed | None, masker: Masker, note: str) -> APIError:
+    def _gave_up(self, what: str, budget: Budget, answer: Answer | None,
+                 failure: Failed | None, masker: Masker, note: str) -> APIError:
         if answer is not None:
             return self._error(answer, what, budget, masker, note=note)
         return self._unavailable(what, budget, failure, masker, note=note)
 
-    def _unavailable(self, what: str, budget: Budget, failure: _Failed | None, masker: Masker,
+    def _unavailable(self, what: str, budget: Budget, failure: Failed | None, masker: Masker,
                      note: str = "") -> APIUnavailable:
         detail = "no detail"
         if failure is not None:
@@ -609,7 +558,7 @@ def _size(limit: int) -> str:
     return f"{limit / MIB:g} MiB" if limit >= MIB // 16 else f"{limit} bytes"
 
 
-def _api_message(answer: _Answer, masker: Masker) -> str:
+def _api_message(answer: Answer, masker: Masker) -> str:
     """The API's ``message`` from any of the contract's error shapes, masked, escaped
     and clipped; else ''."""
     if not answer.complete:
@@ -628,7 +577,7 @@ def _api_message(answer: _Answer, masker: Masker) -> str:
     return masker.show(message, _MESSAGE) if isinstance(message, str) else ""
 
 
-def _excerpt(answer: _Answer, masker: Masker) -> str:
+def _excerpt(answer: Answer, masker: Masker) -> str:
     """The start of the body, masked over a wide window before it is clipped."""
     text = answer.content[:65536].decode("utf-8", "replace")
     return repr(masker.show(text, _EXCERPT)) if text.strip() else "empty body"

