@@ -233,3 +233,16 @@ def test_unreachable_origin_port_is_unavailable(unused_port):
                    retry=policy) as api:
         with pytest.raises(APIUnavailable, match="ConnectError"):
             api.list_registries()
+
+
+def test_ls_with_an_origin_without_vendor_names_it(sandbox, monkeypatch, capsys, tmp_path):
+    from reconciler.cli import main
+
+    root = sandbox.origin.removesuffix("/vendor")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPLICATED_API_TOKEN", sandbox.token)
+    monkeypatch.setenv("REPLICATED_API_ORIGIN", root)
+    assert main(["ls"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: list registries: ")
+    assert f"{root} has no Vendor API" in err and "such as https://api.replicated.com/vendor" in err

@@ -151,3 +151,37 @@ def test_a_short_token_withholds_what_the_api_says_too(bad_server):
         with pytest.raises(APIError) as info:
             client.list_registries()
     assert WITHHELD in str(info.value) and "unknown" not in str(info.value)
+
+
+def test_apply_output_and_report_hold_no_form_of_the_secrets(bad_server, tmp_path, monkeypatch, capsys):
+    """The whole CLI: an apply whose creates and image tests are answered with echoes
+    of the password and the token, in every form, prints and reports none of them."""
+    from reconciler.cli import main
+
+    secret = SECRETS["json-key"]
+    texts = list(echoes(secret, TOKEN).values())
+
+    def handle(request, conn):
+        if request.method == "GET":
+            conn.sendall(json_response(200, {"external_registries": []}))
+        elif request.path.endswith("/test"):
+            conn.sendall(json_response(200, {"status": 401, "error": " | ".join(texts)}))
+        else:
+            conn.sendall(json_response(400, {"message": " | ".join(texts)}))
+
+    server = bad_server(handle)
+    (tmp_path / "registries.yaml").write_text(
+        "version: 1\nregistries:\n  - provider: gar\n    endpoint: us-east1-docker.pkg.dev\n"
+        "    auth_type: serviceaccount\n    service_account_key: ${GAR_KEY}\n"
+        "    tests: [us-east1-docker.pkg.dev/p/r/img:1]\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GAR_KEY", secret)
+    monkeypatch.setenv("REPLICATED_API_TOKEN", TOKEN)
+    monkeypatch.setenv("REPLICATED_API_ORIGIN", server.origin)
+    monkeypatch.setenv("REGSYNC_API_RETRY_TIME", "5")
+    assert main(["apply", "--auto-approve", "--report", "report.json"]) == 1
+    captured = capsys.readouterr()
+    everything = captured.out + captured.err + (tmp_path / "report.json").read_text()
+    assert "create FAILED" in everything and "********" in everything
+    for shape in forms(secret) + forms(TOKEN):
+        assert shape not in everything, f"{shape!r} reached the output or the report"
