@@ -16,7 +16,7 @@ import pytest
 from reconciler.api import Timeout, VendorAPI
 from reconciler.errors import APIError, APIServerError, APIUnavailable
 from reconciler.model import RegistryWrite
-from reconciler.retry import RetryPolicy, parse_retry_after
+from reconciler.retry import ANSWERED, CONNECT, TIMEOUT, RetryPolicy, parse_retry_after
 from reconciler.sandbox.faults import FaultRule
 from reconciler.secret import Secret
 from tests.fixtures.apiclient import FAST, closed_port, write
@@ -350,3 +350,36 @@ def test_a_503_with_retry_after_is_honoured_too(sandbox, api):
     started = time.monotonic()
     assert api.list_registries() == []
     assert time.monotonic() - started >= 0.3
+
+
+def test_connection_failures_are_retried_for_connect_time_whatever_max_attempts_says():
+    """A three-second restart: connection failures keep being retried (with waits of at
+    most max_connect_delay) until connect_time has passed since the first of them."""
+    now = [0.0]
+    policy = RetryPolicy(max_attempts=2, connect_time=20.0, max_connect_delay=1.0,
+                         clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s),
+                         random=lambda: 0.999)
+    budget = policy.budget()
+    waits = 0
+    while now[0] < 3.0:  # the API is down for three seconds
+        budget.begin_attempt()
+        now[0] += 0.01  # a refused connect is quick
+        assert budget.wait(ended=CONNECT)
+        waits += 1
+    assert waits > policy.max_attempts and not budget.spent()  # still one answered attempt left
+    budget.begin_attempt()
+    assert budget.wait(ended=ANSWERED)  # a 503 once it is back: counted as usual
+    budget.begin_attempt()
+    while budget.wait(ended=CONNECT):  # down for good: retried until connect_time passed
+        budget.begin_attempt()
+    assert 20.0 <= now[0] < 22.0 and budget.counted() == 1
+
+
+def test_unanswered_requests_end_the_call_after_max_timeouts():
+    policy = RetryPolicy(max_attempts=10, max_timeouts=2, base_delay=0.0, max_delay=0.0,
+                         sleep=lambda s: None)
+    budget = policy.budget()
+    budget.begin_attempt()
+    assert budget.wait(ended=TIMEOUT)
+    budget.begin_attempt()
+    assert not budget.wait(ended=TIMEOUT) and budget.spent()
