@@ -71,3 +71,18 @@ def test_an_error_quoting_terminal_escapes_is_printed_escaped(tmp_path, monkeypa
     assert main(["ls"]) == 1
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b[2J" in err
+
+
+@pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"], ["test"], ["import"], ["ls"]])
+def test_every_command_without_a_token_says_the_same_one_line(tmp_path, monkeypatch, capsys, command):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("REPLICATED_API_TOKEN", raising=False)
+    monkeypatch.setenv("REPLICATED_API_ORIGIN", "http://127.0.0.1:9/vendor")
+    monkeypatch.setenv("GH_TOKEN", "ghp_" + "x" * 36)
+    (tmp_path / "registries.yaml").write_text(
+        "version: 1\nregistries:\n  - provider: ghcr\n    username: bot\n    token: ${GH_TOKEN}\n"
+        "    tests: [ghcr.io/acme/app:1]\n")
+    assert main(command) == 1
+    assert capsys.readouterr().err == (
+        "error: no Vendor API token: set REPLICATED_API_TOKEN (or pass --api-token); "
+        "for the local sandbox, use the token it printed when it started\n")
