@@ -104,10 +104,9 @@ def fetch(api, slugs: Sequence[str] = ()) -> list[RegistryLog]:
 
 def clip(text: str, limit: int) -> str:
     """``text`` with control characters escaped (``\\x1b``), cut to ``limit`` characters."""
-    from reconciler.render import printable
+    from reconciler.render import clipped
 
-    text = printable(str(text))
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clipped(str(text), limit)
 
 
 _HEADER = ("DATE", "REGISTRY", "CUSTOMER", "ACTION", "IMAGE", "TAG", "STATUS", "SUCCESS")

@@ -73,7 +73,7 @@ def test_an_error_quoting_terminal_escapes_is_printed_escaped(tmp_path, monkeypa
     assert "\x1b" not in err and "\\x1b[2J" in err
 
 
-@pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"], ["test"], ["import"], ["ls"]])
+@pytest.mark.parametrize("command", [["plan"], ["apply", "--auto-approve"], ["test"], ["import"], ["ls"], ["logs"]])
 def test_every_command_without_a_token_says_the_same_one_line(tmp_path, monkeypatch, capsys, command):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("REPLICATED_API_TOKEN", raising=False)
