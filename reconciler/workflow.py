@@ -41,6 +41,15 @@ def open_api(env: Mapping[str, str], *, token: str | None = None, origin: str | 
     return from_env(env, token=api_token(env, token), origin=origin)
 
 
+def _settle() -> None:
+    """What was just loaded lives until the run ends: it is moved out of the garbage
+    collector's sight, so that the collections the list and the diff trigger, and the
+    one at exit, do not scan it again (~60 ms of a plan of 5,000 registries)."""
+    import gc
+
+    gc.freeze()
+
+
 @dataclass
 class Session:
     """One plan's inputs and result, kept together so apply can use them."""
@@ -149,6 +158,7 @@ def run_plan(
     with ``check_credentials``, the API then tests each new or changed registry's
     credentials from the file (``Session.checks``)."""
     desired = load_desired(config_path, env=env)
+    _settle()
     token = api_token(env, token)
     with open_api(env, token=token, origin=origin) as api:
         session = make_plan(desired, env=env, api=api, token=token, state_path=state_path,
@@ -194,6 +204,7 @@ def run_apply(
     from reconciler.state import StateLock
 
     desired = load_desired(config_path, env=env)
+    _settle()
     token = api_token(env, token)
     state_file = Path(state_path) if state_path else default_state_path(config_path)
     with open_api(env, token=token, origin=origin) as api, StateLock(state_file):
