@@ -175,8 +175,13 @@ class VendorAPI:
         self.limits = limits
         self._lock = threading.Lock()
         self._calls = 0
+        try:
+            transport = transport or transport_for(self.origin)
+        except (ValueError, ImportError) as exc:  # e.g. a socks proxy without socksio
+            raise APIError(f"cannot reach {self.origin} through the proxy the environment "
+                           f"names for it: {outside(str(exc), _EXCERPT)}") from None
         self._client = httpx.Client(
-            transport=transport or transport_for(self.origin),
+            transport=transport,
             follow_redirects=False,
             headers={
                 "Content-Type": "application/json",
@@ -214,7 +219,10 @@ class VendorAPI:
         masker = self._masker()
         answer = self._request("GET", _LIST, what=what, masker=masker,
                                limit=self.limits.list_body)
-        return self._registries(answer, what, masker)
+        try:
+            return self._registries(answer, what, masker)
+        except APIError as exc:  # every Vendor API answers this call: maybe the origin is wrong
+            raise APIError(f"{exc}; check that {self._origin_advice()}", status=exc.status) from None
 
     def create_registry(self, body: RegistryWrite) -> RemoteRegistry:
         slug = body.slug or body.endpoint or ""  # the API's default slug is the endpoint

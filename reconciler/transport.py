@@ -106,7 +106,12 @@ def transport_for(origin: str) -> httpx.HTTPTransport:
         proxy = None
     # A plain-http origin (the sandbox) never makes a TLS connection: no CA bundle to load (~30 ms).
     tls = scheme == "https" or bool(proxy and proxy.startswith("https"))
-    transport = httpx.HTTPTransport(proxy=proxy, verify=tls)
+    try:
+        transport = httpx.HTTPTransport(proxy=proxy, verify=tls)
+    except (ValueError, ImportError) as exc:  # the text would show the proxy URL, password included
+        where = httpx.URL(proxy).copy_with(username=None, password=None) if proxy else ""
+        raise ValueError(f"{where} ({type(exc).__name__}); set NO_PROXY or a proxy httpx "
+                         "supports (http, https, or socks5 with httpx[socks])") from None
     pool = getattr(transport, "_pool", None)  # httpx keeps httpcore's pool here
     backend = getattr(pool, "_network_backend", None)
     if isinstance(backend, httpcore.NetworkBackend):

@@ -246,3 +246,22 @@ def test_ls_with_an_origin_without_vendor_names_it(sandbox, monkeypatch, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: list registries: ")
     assert f"{root} has no Vendor API" in err and "such as https://api.replicated.com/vendor" in err
+
+
+def test_an_answer_that_is_not_the_vendor_apis_list_doubts_the_origin(bad_server):
+    server = bad_server(lambda request, conn: conn.sendall(
+        response(200, b"<html>welcome</html>", headers={"Content-Type": "text/html"})))
+    with client(server) as api:
+        with pytest.raises(APIError) as info:
+            api.list_registries()
+    assert "not the contract's JSON (not JSON)" in str(info.value)
+    assert f"check that REPLICATED_API_ORIGIN ({server.origin}) is the Vendor API's origin" in str(info.value)
+
+
+def test_a_proxy_httpx_cannot_use_is_one_line_without_its_password(monkeypatch):
+    monkeypatch.setenv("ALL_PROXY", "socks4://user:CANARY-proxy-pw@127.0.0.1:1080")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(APIError, match="through the proxy the environment names") as info:
+        VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor")
+    assert "CANARY-proxy-pw" not in str(info.value)
