@@ -60,6 +60,11 @@ def _pattern(value: str) -> str:
     return "".join(parts)
 
 
+def _visible(value: str) -> int:
+    """How many characters of ``value`` a mask can match on (not whitespace or control)."""
+    return sum(1 for ch in value if ch.isprintable() and not ch.isspace())
+
+
 def _pieces(value: str) -> Iterable[str]:
     """The secret, each of its lines, and each string value if it is a JSON object."""
     yield value
@@ -92,19 +97,23 @@ class Masker:
     """Masks a fixed set of secrets in text; built once per call that may need it."""
 
     def __init__(self, secrets: Iterable[str | None], *, username: str | None = None):
-        values = {s.strip() for s in secrets if s and s.strip()}
-        self.withhold = any(len(v) < MIN_MASKED for v in values)
-        patterns: set[str] = set()
-        literals: set[str] = set()
-        for value in values:
-            for piece in _pieces(value):
-                if len(piece) >= MIN_MASKED:
-                    patterns.add(_pattern(piece))
-            literals.update(f for f in _base64_forms(value, username) if len(f) >= MIN_MASKED)
-        alternatives = sorted(patterns, key=len, reverse=True)
-        alternatives += [re.escape(f) for f in sorted(literals, key=len, reverse=True)]
-        self._regex = re.compile("|".join(alternatives)) if alternatives else None
-        self._values = values
+        self._values = {s.strip() for s in secrets if s and s.strip()}
+        self._username = username
+        self.withhold = any(_visible(v) < MIN_MASKED for v in self._values)
+        self._regex: re.Pattern | None = None  # compiled on first use: most calls never need it
+
+    def _compiled(self) -> re.Pattern:
+        if self._regex is None:
+            patterns: set[str] = set()
+            literals: set[str] = set()
+            for value in self._values:
+                patterns.update(_pattern(p) for p in _pieces(value) if _visible(p) >= MIN_MASKED)
+                literals.update(f for f in _base64_forms(value, self._username)
+                                if len(f) >= MIN_MASKED)
+            alternatives = sorted(patterns, key=len, reverse=True)
+            alternatives += [re.escape(f) for f in sorted(literals, key=len, reverse=True)]
+            self._regex = re.compile("|".join(alternatives))
+        return self._regex
 
     def mask(self, text: str) -> str:
         """``text`` with every form of every secret replaced by ``MASK``; the whole
@@ -113,7 +122,7 @@ class Masker:
             return text
         if self.withhold:
             return WITHHELD
-        text = self._regex.sub(MASK, text)
+        text = self._compiled().sub(MASK, text)
         # an echo the upstream cut short ("password 'CANARY-12..."), at the end or before "..."
         for value in self._values:
             for cut in range(min(len(value) - 1, 200), MIN_MASKED - 1, -1):
