@@ -488,7 +488,7 @@ class VendorAPI:
                 hint += f", and that {self._origin_advice()}"
             return APIAuthError(f"{what}: the API refused the token ({status}){said}{hint}", **kw)
         if status == 404:
-            if answer_path_is_fixed(what):
+            if _is_list_call(what):
                 return APINotFound(
                     f"{what}: {self.origin} has no Vendor API (404 for /v3/external_registries)"
                     f"{said}; {self._origin_advice()}", **kw)
@@ -529,7 +529,7 @@ class VendorAPI:
 # --- helpers -------------------------------------------------------------------------
 
 
-def answer_path_is_fixed(what: str) -> bool:
+def _is_list_call(what: str) -> bool:
     """Whether the call was to the list, which every Vendor API answers (a 404 there
     means the origin is wrong, not that something is missing)."""
     return what.startswith("list registries")
