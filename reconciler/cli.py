@@ -234,13 +234,14 @@ def _confirm(plan) -> bool:
 
 def _print_change(outcome) -> None:
     change = outcome.change
+    slug, error = escaped(change.slug), escaped(outcome.error)  # a deleted slug is the API's
     if outcome.status == "succeeded":
         verb = {"create": "created", "update": "updated", "delete": "destroyed"}[change.action]
-        print(f"{change.slug}: {verb}")
+        print(f"{slug}: {verb}")
     elif outcome.status == "failed":
-        print(f"{change.slug}: {change.action} FAILED: {outcome.error}")
+        print(f"{slug}: {change.action} FAILED: {error}")
     else:
-        print(f"{change.slug}: {change.action} skipped: {outcome.error}")
+        print(f"{slug}: {change.action} skipped: {error}")
     sys.stdout.flush()
 
 

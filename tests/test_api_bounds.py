@@ -265,3 +265,27 @@ def test_a_proxy_httpx_cannot_use_is_one_line_without_its_password(monkeypatch):
     with pytest.raises(APIError, match="through the proxy the environment names") as info:
         VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor")
     assert "CANARY-proxy-pw" not in str(info.value)
+
+
+def test_apply_progress_escapes_a_slug_from_the_api(bad_server, tmp_path, monkeypatch, capsys):
+    from reconciler.cli import main
+
+    hostile = {**REGISTRY, "slug": "old\x1b]0;owned\x07"}
+
+    def handle(request, conn):
+        if request.method == "GET":
+            conn.sendall(json_response(200, {"external_registries": [hostile]}))
+        else:
+            conn.sendall(response(204))
+
+    server = bad_server(handle)
+    (tmp_path / "registries.yaml").write_text(
+        "version: 1\nsettings:\n  prune: true\nregistries: []\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REPLICATED_API_TOKEN", "test-token")
+    monkeypatch.setenv("REPLICATED_API_ORIGIN", server.origin)
+    assert main(["apply", "--auto-approve"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "old\\x1b]0;owned\\x07: destroyed" in out
+    assert [r.method for r in server.requests] == ["GET", "DELETE"]
