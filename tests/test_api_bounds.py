@@ -80,7 +80,7 @@ def test_an_api_that_accepts_and_never_answers_gives_up_after_two_timeouts(bad_s
     assert "it may have been created" in str(info.value)
 
 
-def test_a_three_second_restart_is_survived_and_said_on_stderr(tmp_path):
+def test_an_api_restart_is_survived_and_said_on_stderr(tmp_path):
     """`regsync ls` against an API that is down: it says it is retrying, and succeeds
     once the API is back (the sandbox is started only after the message appeared)."""
     port = closed_port()
