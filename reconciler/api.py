@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -411,7 +412,7 @@ class VendorAPI:
             self._client, method, self.origin + path, params=params, timeout=self._timeout,
             content=None if json_body is None else json.dumps(json_body).encode(),
             headers={"Authorization": self._token.reveal()},
-            at=budget.request_deadline(self.timeout.total), limit=limit,
+            at=time.monotonic() + budget.request_time(self.timeout.total), limit=limit,
         )
 
     # --- answers -----------------------------------------------------------------

@@ -79,9 +79,9 @@ class Budget:
     def remaining(self) -> float:
         return self.deadline - self.policy.clock()
 
-    def request_deadline(self, per_request: float) -> float:
-        """When the request begun now must have ended: its own bound, within the call's."""
-        return min(self.policy.clock() + per_request, self.deadline)
+    def request_time(self, per_request: float) -> float:
+        """Seconds the request begun now may take: its own bound, within the call's."""
+        return max(min(per_request, self.remaining()), 0.0)
 
     def counted(self) -> int:
         return self.attempts - self.connects
