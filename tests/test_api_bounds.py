@@ -289,3 +289,33 @@ def test_apply_progress_escapes_a_slug_from_the_api(bad_server, tmp_path, monkey
     assert "\x1b" not in out and "\x07" not in out
     assert "old\\x1b]0;owned\\x07: destroyed" in out
     assert [r.method for r in server.requests] == ["GET", "DELETE"]
+
+
+def test_apply_reports_a_landed_create_with_a_100000_deep_answer_as_created(
+        bad_server, tmp_path, monkeypatch, capsys):
+    from reconciler.cli import main
+
+    created = {**REGISTRY, "slug": "acme", "endpoint": "registry.example.com"}
+    lists = []
+
+    def handle(request, conn):
+        if request.method == "GET":  # the plan's list, then the one after the create
+            lists.append(request)
+            conn.sendall(json_response(200, {"external_registries": [created] if len(lists) > 1 else []}))
+        else:
+            conn.sendall(response(201, b"[" * 100_000))
+
+    server = bad_server(handle)
+    (tmp_path / "registries.yaml").write_text(
+        "version: 1\nregistries:\n  - provider: other\n    slug: acme\n"
+        "    endpoint: registry.example.com\n    username: robot\n    password: ${PW}\n"
+        "    skip_validation: true\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PW", "hunter2-hunter2")
+    monkeypatch.setenv("REPLICATED_API_TOKEN", "test-token")
+    monkeypatch.setenv("REPLICATED_API_ORIGIN", server.origin)
+    assert main(["apply", "--auto-approve"]) == 0
+    out = capsys.readouterr().out
+    assert "acme: created" in out and "FAILED" not in out
+    assert [r.method for r in server.requests] == ["GET", "POST", "GET"]
+    assert "acme" in json.loads((tmp_path / "regsync.state.json").read_text())["registries"]
