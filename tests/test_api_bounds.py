@@ -16,7 +16,7 @@ from reconciler.api import Limits, Timeout, VendorAPI, from_env
 from reconciler.errors import APIError, APIUnavailable
 from reconciler.retry import RetryPolicy
 from reconciler.sandbox.server import SandboxServer
-from tests.fixtures.apiclient import closed_port, write
+from tests.fixtures.apiclient import cli_project, closed_port, write
 from tests.fixtures.badserver import gzip_bomb, json_response, response
 
 QUICK = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.02, total_time=20.0)
@@ -217,16 +217,6 @@ def test_a_wrong_origin_names_it_and_shows_what_an_origin_looks_like(sandbox):
     assert "such as https://api.replicated.com/vendor" in text
 
 
-def test_a_refusal_that_is_not_the_vendor_apis_also_doubts_the_origin(bad_server):
-    server = bad_server(lambda request, conn: conn.sendall(
-        response(401, b"<html>login</html>", headers={"Content-Type": "text/html"})))
-    with client(server) as api:
-        with pytest.raises(APIError) as info:
-            api.list_registries()
-    assert "check REPLICATED_API_TOKEN, and that REPLICATED_API_ORIGIN" in str(info.value)
-    assert server.origin in str(info.value)
-
-
 def test_unreachable_origin_port_is_unavailable(unused_port):
     policy = RetryPolicy(connect_time=0.2, max_connect_delay=0.05)
     with VendorAPI(token="test-token", origin=f"http://127.0.0.1:{unused_port}/vendor",
@@ -248,14 +238,18 @@ def test_ls_with_an_origin_without_vendor_names_it(sandbox, monkeypatch, capsys,
     assert f"{root} has no Vendor API" in err and "such as https://api.replicated.com/vendor" in err
 
 
-def test_an_answer_that_is_not_the_vendor_apis_list_doubts_the_origin(bad_server):
+@pytest.mark.parametrize(("status", "said"), [
+    (401, "check REPLICATED_API_TOKEN, and that REPLICATED_API_ORIGIN ({origin}) is the Vendor API's"),
+    (200, "(not JSON): '<html>x</html>'; check that REPLICATED_API_ORIGIN ({origin}) is the Vendor API's"),
+])
+def test_an_answer_that_is_not_the_vendor_apis_doubts_the_origin(bad_server, status, said):
+    """A login page, or any other web server: not the token's fault, maybe not the Vendor API."""
     server = bad_server(lambda request, conn: conn.sendall(
-        response(200, b"<html>welcome</html>", headers={"Content-Type": "text/html"})))
+        response(status, b"<html>x</html>", headers={"Content-Type": "text/html"})))
     with client(server) as api:
         with pytest.raises(APIError) as info:
             api.list_registries()
-    assert "not the contract's JSON (not JSON)" in str(info.value)
-    assert f"check that REPLICATED_API_ORIGIN ({server.origin}) is the Vendor API's origin" in str(info.value)
+    assert said.format(origin=server.origin) in str(info.value)
 
 
 def test_a_proxy_httpx_cannot_use_is_one_line_without_its_password(monkeypatch):
@@ -279,11 +273,8 @@ def test_apply_progress_escapes_a_slug_from_the_api(bad_server, tmp_path, monkey
             conn.sendall(response(204))
 
     server = bad_server(handle)
-    (tmp_path / "registries.yaml").write_text(
-        "version: 1\nsettings:\n  prune: true\nregistries: []\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("REPLICATED_API_TOKEN", "test-token")
-    monkeypatch.setenv("REPLICATED_API_ORIGIN", server.origin)
+    cli_project(monkeypatch, tmp_path, "version: 1\nsettings:\n  prune: true\nregistries: []\n",
+                origin=server.origin, token="test-token")
     assert main(["apply", "--auto-approve"]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
@@ -306,14 +297,11 @@ def test_apply_reports_a_landed_create_with_a_100000_deep_answer_as_created(
             conn.sendall(response(201, b"[" * 100_000))
 
     server = bad_server(handle)
-    (tmp_path / "registries.yaml").write_text(
-        "version: 1\nregistries:\n  - provider: other\n    slug: acme\n"
-        "    endpoint: registry.example.com\n    username: robot\n    password: ${PW}\n"
-        "    skip_validation: true\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("PW", "hunter2-hunter2")
-    monkeypatch.setenv("REPLICATED_API_TOKEN", "test-token")
-    monkeypatch.setenv("REPLICATED_API_ORIGIN", server.origin)
+    cli_project(monkeypatch, tmp_path,
+                "version: 1\nregistries:\n  - provider: other\n    slug: acme\n"
+                "    endpoint: registry.example.com\n    username: robot\n    password: ${PW}\n"
+                "    skip_validation: true\n",
+                origin=server.origin, token="test-token", PW="hunter2-hunter2")
     assert main(["apply", "--auto-approve"]) == 0
     out = capsys.readouterr().out
     assert "acme: created" in out and "FAILED" not in out

@@ -18,6 +18,7 @@ from reconciler.model import RegistryWrite
 from reconciler.redact import MIN_MASKED, WITHHELD
 from reconciler.retry import RetryPolicy
 from reconciler.secret import Secret
+from tests.fixtures.apiclient import cli_project
 from tests.fixtures.badserver import json_response, response
 
 U = uuid.uuid4().hex
@@ -170,15 +171,11 @@ def test_apply_output_and_report_hold_no_form_of_the_secrets(bad_server, tmp_pat
             conn.sendall(json_response(400, {"message": " | ".join(texts)}))
 
     server = bad_server(handle)
-    (tmp_path / "registries.yaml").write_text(
-        "version: 1\nregistries:\n  - provider: gar\n    endpoint: us-east1-docker.pkg.dev\n"
-        "    auth_type: serviceaccount\n    service_account_key: ${GAR_KEY}\n"
-        "    tests: [us-east1-docker.pkg.dev/p/r/img:1]\n")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("GAR_KEY", secret)
-    monkeypatch.setenv("REPLICATED_API_TOKEN", TOKEN)
-    monkeypatch.setenv("REPLICATED_API_ORIGIN", server.origin)
-    monkeypatch.setenv("REGSYNC_API_RETRY_TIME", "5")
+    cli_project(monkeypatch, tmp_path,
+                "version: 1\nregistries:\n  - provider: gar\n    endpoint: us-east1-docker.pkg.dev\n"
+                "    auth_type: serviceaccount\n    service_account_key: ${GAR_KEY}\n"
+                "    tests: [us-east1-docker.pkg.dev/p/r/img:1]\n",
+                origin=server.origin, token=TOKEN, GAR_KEY=secret, REGSYNC_API_RETRY_TIME="5")
     assert main(["apply", "--auto-approve", "--report", "report.json"]) == 1
     captured = capsys.readouterr()
     everything = captured.out + captured.err + (tmp_path / "report.json").read_text()
