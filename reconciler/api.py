@@ -46,8 +46,12 @@ from reconciler.errors import (
     outside,
 )
 from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry, TeamApp
+from reconciler import answers
+from reconciler.answers import EXCERPT, MESSAGE, MIB
 from reconciler.redact import Masker
-from reconciler.retry import ANSWERED, CONNECT, DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after
+from reconciler.retry import (
+    ANSWERED, CONNECT, DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after,
+)
 from reconciler.secret import Secret
 
 if TYPE_CHECKING:
@@ -68,12 +72,7 @@ NO_TOKEN = (f"no Vendor API token: set {TOKEN_VAR} (or pass --api-token); "
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 UNCERTAIN_STATUSES = frozenset({502, 503, 504})  # the work may have been done
 _MAYBE_CREATED = " (it may have been created: list the registries to see)"
-_EXCERPT = 120
-_STRING_FIELDS = ("slug", "provider", "endpoint", "authType", "username", "teamId",
-                  "createdAt", "updatedAt", "lastUsedAt")
-_MESSAGE = 500
 _LIST = "/v3/external_registries"
-MIB = 1 << 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -180,7 +179,7 @@ class VendorAPI:
             transport = transport or transport_for(self.origin)
         except (ValueError, ImportError) as exc:  # e.g. a socks proxy without socksio
             raise APIError(f"cannot reach {self.origin} through the proxy the environment "
-                           f"names for it: {outside(str(exc), _EXCERPT)}") from None
+                           f"names for it: {outside(str(exc), EXCERPT)}") from None
         self._client = httpx.Client(
             transport=transport,
             follow_redirects=False,
@@ -221,9 +220,10 @@ class VendorAPI:
         answer = self._request("GET", _LIST, what=what, masker=masker,
                                limit=self.limits.list_body)
         try:
-            return self._registries(answer, what, masker)
+            return answers.registries(answer, what, masker)
         except APIError as exc:  # every Vendor API answers this call: maybe the origin is wrong
-            raise APIError(f"{exc}; check that {self._origin_advice()}", status=exc.status) from None
+            raise APIError(f"{exc}; check that {self._origin_advice()}",
+                           status=exc.status) from None
 
     def create_registry(self, body: RegistryWrite) -> RemoteRegistry:
         slug = body.slug or body.endpoint or ""  # the API's default slug is the endpoint
@@ -241,7 +241,7 @@ class VendorAPI:
         if isinstance(result, RemoteRegistry):
             return result
         try:
-            return self._registry(result, what, masker)
+            return answers.registry(result, what, masker)
         except APIError as exc:  # it was created (201); read it from the list instead
             try:
                 found = landed()
@@ -257,7 +257,7 @@ class VendorAPI:
         masker = self._masker(body.password, body.username)
         answer = self._request("PUT", f"/v3/external_registry/{_segment(slug)}", what=what,
                                masker=masker, json_body=body.to_body(create=False))
-        return self._registry(answer, what, masker)
+        return answers.registry(answer, what, masker)
 
     def delete_registry(self, slug: str) -> None:
         what = f"delete registry {slug!r}"
@@ -280,13 +280,13 @@ class VendorAPI:
         masker = self._masker(password, username)
         answer = self._request("PUT", "/v3/external_registry/test", what=what, masker=masker,
                                json_body=payload)
-        data = self._json(answer, what, masker)
+        data = answers.json_object(answer, what, masker)
         status = data.get("status")
         if not isinstance(status, int) or isinstance(status, bool):
-            raise self._shape(answer, what, "no integer 'status'", masker)
+            raise answers.shape(answer, what, "no integer 'status'", masker)
         error = data.get("error")
         return PullTestResult(status=status,
-                              error=masker.show(error, _MESSAGE) if isinstance(error, str) else "")
+                              error=masker.show(error, MESSAGE) if isinstance(error, str) else "")
 
     def registry_logs(self, *, slug: str | None = None,
                       endpoint: str | None = None) -> list[RegistryLog]:
@@ -295,15 +295,15 @@ class VendorAPI:
         masker = self._masker()
         answer = self._request("GET", "/v3/external_registry/logs", what=what, masker=masker,
                                params=params, limit=self.limits.list_body)
-        logs = self._json(answer, what, masker).get("logs")
+        logs = answers.json_object(answer, what, masker).get("logs")
         if logs is None:
             return []
         if not isinstance(logs, list) or not all(isinstance(x, dict) for x in logs):
-            raise self._shape(answer, what, "'logs' is not a list of objects", masker)
+            raise answers.shape(answer, what, "'logs' is not a list of objects", masker)
         try:
             return [RegistryLog.from_api(entry) for entry in logs]
         except (TypeError, ValueError, OverflowError):  # e.g. a statusCode that is not a number
-            raise self._shape(answer, what, "a log entry has a field of the wrong type",
+            raise answers.shape(answer, what, "a log entry has a field of the wrong type",
                               masker) from None
 
     def list_apps(self) -> list[TeamApp]:
@@ -312,14 +312,14 @@ class VendorAPI:
         masker = self._masker()
         answer = self._request("GET", "/v3/apps", what=what, masker=masker,
                                limit=self.limits.list_body)
-        apps = self._json(answer, what, masker).get("apps")
+        apps = answers.json_object(answer, what, masker).get("apps")
         if apps is None:
             return []
         if not isinstance(apps, list) or not all(
             isinstance(a, dict) and isinstance(a.get("id"), str) and isinstance(a.get("slug"), str)
             for a in apps
         ):
-            raise self._shape(answer, what, "'apps' is not a list of apps with an id and a slug",
+            raise answers.shape(answer, what, "'apps' is not a list of apps with an id and a slug",
                               masker)
         return [TeamApp(id=a["id"], slug=a["slug"],
                         name=a["name"] if isinstance(a.get("name"), str) else "") for a in apps]
@@ -390,13 +390,13 @@ class VendorAPI:
         answer = self._request("GET", _LIST, what=f"{what} (listing to see whether it landed)",
                                masker=masker, budget=budget, limit=self.limits.list_body,
                                note=_MAYBE_CREATED)
-        for remote in self._registries(answer, what, masker):
+        for remote in answers.registries(answer, what, masker):
             if remote.slug == slug:
                 if _same_endpoint(remote.endpoint, endpoint):
                     return remote
                 raise APIBadRequest(
                     f"{what}: a registry with this slug already exists with endpoint "
-                    f"{outside(remote.endpoint, _EXCERPT)!r}, not {endpoint!r}",
+                    f"{outside(remote.endpoint, EXCERPT)!r}, not {endpoint!r}",
                     status=400,
                 )
         return None
@@ -415,71 +415,12 @@ class VendorAPI:
             at=time.monotonic() + budget.request_time(self.timeout.total), limit=limit,
         )
 
-    # --- answers -----------------------------------------------------------------
-
-    def _json(self, answer: Answer, what: str, masker: Masker) -> dict:
-        if not answer.complete:
-            raise self._shape(answer, what, f"larger than the {_size(answer.limit)} limit",
-                              masker)
-        try:
-            data = answer.json()
-        except (ValueError, UnicodeDecodeError):
-            raise self._shape(answer, what, "not JSON", masker) from None
-        except RecursionError:
-            raise self._shape(answer, what, "nested too deep", masker) from None
-        if not isinstance(data, dict):
-            raise self._shape(answer, what, "not a JSON object", masker)
-        return data
-
-    def _registry(self, answer: Answer, what: str, masker: Masker) -> RemoteRegistry:
-        data = self._json(answer, what, masker).get("external_registry")
-        if not isinstance(data, dict):
-            raise self._shape(answer, what, "no 'external_registry' object", masker)
-        return self._remote(answer, what, data, masker)
-
-    def _registries(self, answer: Answer, what: str, masker: Masker) -> list[RemoteRegistry]:
-        body = self._json(answer, what, masker)
-        if "external_registries" not in body:
-            # Not an empty team ({"external_registries": null} is): something that is not
-            # the Vendor API answered, and taking it as empty would plan to create everything.
-            raise self._shape(answer, what, "no 'external_registries' key", masker)
-        items = body["external_registries"]
-        if items is None:
-            return []
-        if not isinstance(items, list) or not all(isinstance(x, dict) for x in items):
-            raise self._shape(answer, what, "'external_registries' is not a list of objects",
-                              masker)
-        return [self._remote(answer, what, item, masker) for item in items]
-
-    def _remote(self, answer: Answer, what: str, data: dict, masker: Masker) -> RemoteRegistry:
-        """A registry from the API; a documented field of the wrong type is refused
-        (a number taken as updatedAt would crash the plan and corrupt the state file).
-        Missing fields, nulls and fields the contract does not name are fine."""
-        for name in _STRING_FIELDS:
-            if data.get(name) is not None and not isinstance(data[name], str):
-                raise self._shape(answer, what, f"a registry's {name!r} is not a string", masker)
-        app_ids = data.get("appIds")
-        if app_ids is not None and not (
-            isinstance(app_ids, list) and all(isinstance(x, str) for x in app_ids)
-        ):
-            raise self._shape(answer, what, "a registry's 'appIds' is not a list of strings",
-                              masker)
-        if data.get("isReplicated") is not None and not isinstance(data["isReplicated"], bool):
-            raise self._shape(answer, what, "a registry's 'isReplicated' is not a boolean", masker)
-        return RemoteRegistry.from_api(data)
-
-    def _shape(self, answer: Answer, what: str, why: str, masker: Masker) -> APIError:
-        return APIError(
-            f"{what}: the API answered {answer.status_code} with a body that is not the "
-            f"contract's JSON ({why}): {_excerpt(answer, masker)}",
-            status=answer.status_code,
-        )
-
     def _error(self, answer: Answer, what: str, budget: Budget, masker: Masker,
                note: str = "") -> APIError:
         status = answer.status_code
-        message = _api_message(answer, masker)
-        said = f": {message}" if message else f" ({_excerpt(answer, masker)})" if answer.content else ""
+        message = answers.api_message(answer, masker)
+        said = (f": {message}" if message
+                else f" ({answers.excerpt(answer, masker)})" if answer.content else "")
         said += note
         tries = f" after {budget.attempts} attempts" if budget.attempts > 1 else ""
         kw = {"status": status, "api_message": message}
@@ -504,7 +445,8 @@ class VendorAPI:
 
     def _origin_advice(self) -> str:
         """What an origin looks like, naming the one used."""
-        missing = "" if urlsplit(self.origin).path.endswith("/vendor") else " (its path has no /vendor)"
+        path = urlsplit(self.origin).path
+        missing = "" if path.endswith("/vendor") else " (its path has no /vendor)"
         return (f"{ORIGIN_VAR} ({self.origin}{missing}) is the Vendor API's origin, such as "
                 f"{DEFAULT_ORIGIN}, or the sandbox's http://127.0.0.1:PORT/vendor")
 
@@ -520,7 +462,7 @@ class VendorAPI:
         if failure is not None:
             detail = failure.kind
             if failure.detail:
-                detail += f": {masker.show(failure.detail, _EXCERPT)}"
+                detail += f": {masker.show(failure.detail, EXCERPT)}"
         return APIUnavailable(
             f"{what}: no answer from {self.origin} after {budget.attempts} "
             f"attempt{'s' if budget.attempts != 1 else ''} ({detail}){note}"
@@ -546,12 +488,12 @@ def _check_origin(origin: str) -> str:
         parts = None
     if parts is None:
         raise APIError(f"{ORIGIN_VAR} must be an http(s) URL such as {DEFAULT_ORIGIN}, "
-                       f"not {outside(origin, _EXCERPT)!r}")
+                       f"not {outside(origin, EXCERPT)!r}")
     if "@" in parts.netloc:
         raise APIError(f"{ORIGIN_VAR} must not carry credentials; the token goes in {TOKEN_VAR}")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise APIError(f"{ORIGIN_VAR} must be an http(s) URL such as {DEFAULT_ORIGIN}, "
-                       f"not {outside(origin, _EXCERPT)!r}")
+                       f"not {outside(origin, EXCERPT)!r}")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
 
 
@@ -561,32 +503,3 @@ def _segment(slug: str) -> str:
 
 def _same_endpoint(a: str, b: str) -> bool:
     return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
-
-
-def _size(limit: int) -> str:
-    return f"{limit / MIB:g} MiB" if limit >= MIB // 16 else f"{limit} bytes"
-
-
-def _api_message(answer: Answer, masker: Masker) -> str:
-    """The API's ``message`` from any of the contract's error shapes, masked, escaped
-    and clipped; else ''."""
-    if not answer.complete:
-        return ""
-    try:
-        data = answer.json()
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return ""
-    if not isinstance(data, dict):
-        return ""
-    message = data.get("message")
-    if not isinstance(message, str) and isinstance(data.get("error"), dict):
-        message = data["error"].get("message")
-    if not isinstance(message, str) and isinstance(data.get("error"), str):
-        message = data["error"]
-    return masker.show(message, _MESSAGE) if isinstance(message, str) else ""
-
-
-def _excerpt(answer: Answer, masker: Masker) -> str:
-    """The start of the body, masked over a wide window before it is clipped."""
-    text = answer.content[:65536].decode("utf-8", "replace")
-    return repr(masker.show(text, _EXCERPT)) if text.strip() else "empty body"
