@@ -35,7 +35,7 @@ import httpx  # noqa: E402
 
 from reconciler.api import VendorAPI  # noqa: E402
 from reconciler.model import Config, DesiredRegistry, RegistryWrite, SecretRef, Settings  # noqa: E402
-from reconciler.secret import Secret  # noqa: E402
+from reconciler.secretvalue import Secret  # noqa: E402
 
 
 class Sandbox:

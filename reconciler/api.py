@@ -52,7 +52,7 @@ from reconciler.redact import Masker
 from reconciler.retry import (
     ANSWERED, CONNECT, DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after,
 )
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 if TYPE_CHECKING:
     import httpx

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from reconciler import __version__, imageref
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 30.0  # seconds for one whole check, every request and redirect in it

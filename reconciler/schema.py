@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 from reconciler import quickcheck
 from reconciler.errors import Diagnostic
 from reconciler.providers import PROVIDERS, SECRET_FIELDS
-from reconciler.yamlpos import Document, Path
+from reconciler.yamlpos import Document, KeyPath
 
 ROOT_SCHEMA = "registries.schema.json"
 
@@ -163,7 +163,7 @@ def iter_errors(data: Any):
             yield ("registries", i, *error.absolute_path), error
 
 
-def default_context(ctx: Path) -> str:
+def default_context(ctx: KeyPath) -> str:
     if not ctx:
         return ""
     if ctx[0] == "registries":
@@ -171,7 +171,7 @@ def default_context(ctx: Path) -> str:
     return ".".join(str(p) for p in ctx)
 
 
-def split_path(path: Path) -> tuple[Path, Path]:
+def split_path(path: KeyPath) -> tuple[KeyPath, KeyPath]:
     """(the breadcrumb's path, the field path inside it)."""
     if len(path) >= 2 and path[0] == "registries" and isinstance(path[1], int):
         return path[:2], path[2:]
@@ -180,14 +180,14 @@ def split_path(path: Path) -> tuple[Path, Path]:
     return (), path
 
 
-def field_name(rel: Path) -> str:
+def field_name(rel: KeyPath) -> str:
     out = ""
     for part in rel:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
 
-def check(doc: Document, *, context: Callable[[Path], str] = default_context, sops: bool = False) -> list[Diagnostic]:
+def check(doc: Document, *, context: Callable[[KeyPath], str] = default_context, sops: bool = False) -> list[Diagnostic]:
     """Every schema problem of ``doc``, sorted by position, without duplicates."""
     mapper = _Mapper(doc, context, sops)
     for path, error in iter_errors(doc.data):
@@ -235,7 +235,7 @@ def _suggest(word: str, choices) -> str:
 
 
 class _Mapper:
-    def __init__(self, doc: Document, context: Callable[[Path], str], sops: bool):
+    def __init__(self, doc: Document, context: Callable[[KeyPath], str], sops: bool):
         self.doc = doc
         self.context = context
         self.sops = sops
@@ -244,13 +244,13 @@ class _Mapper:
     def result(self) -> list[Diagnostic]:
         return sorted(self.out.values(), key=lambda d: (d.line, d.col, d.message))
 
-    def emit(self, path: Path, message: str, *, at_key: bool = False) -> None:
+    def emit(self, path: KeyPath, message: str, *, at_key: bool = False) -> None:
         line, col = self.doc.key_pos(path) if at_key else self.doc.value_pos(path)
         ctx, _ = split_path(path)
         d = Diagnostic(self.doc.file, line, col, self.context(ctx), message)
         self.out.setdefault((d.line, d.col, d.context, d.message), d)
 
-    def _provider(self, path: Path):
+    def _provider(self, path: KeyPath):
         """The provider of the registry entry containing ``path``, if it has a known one."""
         ctx, _ = split_path(path)
         if ctx and ctx[0] == "registries":
@@ -259,7 +259,7 @@ class _Mapper:
                 return PROVIDERS.get(entry.get("provider")) if isinstance(entry.get("provider"), str) else None
         return None
 
-    def add(self, path: Path, error) -> None:
+    def add(self, path: KeyPath, error) -> None:
         kind = error.validator
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:
@@ -270,7 +270,7 @@ class _Mapper:
 
     # One handler per JSON Schema keyword the schemas use.
 
-    def _on_additionalProperties(self, error, path: Path) -> None:
+    def _on_additionalProperties(self, error, path: KeyPath) -> None:
         allowed = list(error.schema.get("properties", {}))
         provider = self._provider(path + ("x",))
         for key in error.instance:
@@ -285,7 +285,7 @@ class _Mapper:
                 msg += hint or "; allowed here: " + ", ".join(allowed)
             self.emit(path + (key,), msg, at_key=True)
 
-    def _on_required(self, error, path: Path) -> None:
+    def _on_required(self, error, path: KeyPath) -> None:
         provider = self._provider(path + ("x",))
         for name in error.validator_value:
             if isinstance(error.instance, dict) and name not in error.instance:
@@ -311,7 +311,7 @@ class _Mapper:
             return f"the {provider.title} user name"
         return ""
 
-    def _on_enum(self, error, path: Path) -> None:
+    def _on_enum(self, error, path: KeyPath) -> None:
         _, rel = split_path(path)
         allowed = [str(v) for v in error.validator_value]
         value = error.instance
@@ -320,14 +320,14 @@ class _Mapper:
             msg += _suggest(value, allowed)
         self.emit(path, msg)
 
-    def _on_const(self, error, path: Path) -> None:
+    def _on_const(self, error, path: KeyPath) -> None:
         _, rel = split_path(path)
         if rel == ("version",):
             self.emit(path, f"version must be 1, not {_quote(error.instance)} (the only format this regsync reads)")
         else:
             self.emit(path, f"{field_name(rel)} must be {_quote(error.validator_value)}")
 
-    def _on_type(self, error, path: Path) -> None:
+    def _on_type(self, error, path: KeyPath) -> None:
         _, rel = split_path(path)
         expected = error.validator_value
         expected = [expected] if isinstance(expected, str) else expected
@@ -340,7 +340,7 @@ class _Mapper:
         else:
             self.emit(path, f"{field_name(rel)} must be {want}, not {got}")
 
-    def _on_not(self, error, path: Path) -> None:
+    def _on_not(self, error, path: KeyPath) -> None:
         """A field the chosen auth_type does not use (the schema forbids it with not: {})."""
         _, rel = split_path(path)
         name = str(rel[-1]) if rel else ""
@@ -357,7 +357,7 @@ class _Mapper:
                 msg += f"; remove it, or set auth_type: {wanted[0]}"
         self.emit(path, msg, at_key=True)
 
-    def _on_pattern(self, error, path: Path) -> None:
+    def _on_pattern(self, error, path: KeyPath) -> None:
         _, rel = split_path(path)
         name = str(rel[-1]) if rel else ""
         value = error.instance
@@ -414,15 +414,15 @@ class _Mapper:
             return f'endpoint {_quote(value)} is not a {provider.title} host; expected a host like "{example}"'
         return f'endpoint {_quote(value)} is not a valid host; write host or host:port, e.g. "{example}"'
 
-    def _on_minLength(self, error, path: Path) -> None:
+    def _on_minLength(self, error, path: KeyPath) -> None:
         _, rel = split_path(path)
         self.emit(path, f"{field_name(rel)} must not be empty")
 
-    def _on_minimum(self, error, path: Path) -> None:
+    def _on_minimum(self, error, path: KeyPath) -> None:
         _, rel = split_path(path)
         self.emit(path, f"{field_name(rel)} must be {error.validator_value} or more, not {_quote(error.instance)}")
 
-    def _on_uniqueItems(self, error, path: Path) -> None:
+    def _on_uniqueItems(self, error, path: KeyPath) -> None:
         _, rel = split_path(path)
         seen: dict[str, int] = {}
         for i, item in enumerate(error.instance):

@@ -22,7 +22,7 @@ from reconciler.errors import SecretError, outside
 from reconciler.model import Config, DesiredRegistry
 from reconciler.providers import PROVIDERS
 from reconciler.redact import WITHHELD, Masker
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 SOPS_TIMEOUT = 30.0
 _SERVICE_ACCOUNT_FIELDS = ("client_email", "private_key")

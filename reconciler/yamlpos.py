@@ -21,7 +21,7 @@ try:
 except AttributeError:  # PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
-Path = tuple  # of str keys and int indexes
+KeyPath = tuple  # of str keys and int indexes
 
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
@@ -44,17 +44,17 @@ class Document:
 
     file: str
     data: Any
-    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    values: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
 
-    def value_pos(self, path: Path) -> tuple[int, int]:
+    def value_pos(self, path: KeyPath) -> tuple[int, int]:
         """Where the value at ``path`` starts; the nearest known parent otherwise."""
         path = tuple(path)
         while path not in self.values and path:
             path = path[:-1]
         return self.values.get(path, (1, 1))
 
-    def key_pos(self, path: Path) -> tuple[int, int]:
+    def key_pos(self, path: KeyPath) -> tuple[int, int]:
         """Where the key of the mapping entry at ``path`` is (its value for list items)."""
         path = tuple(path)
         if path in self.keys:
@@ -145,7 +145,7 @@ class _Builder:
         line, col = _pos(node)
         self.problems.append(Diagnostic(self.doc.file, line, col, "", message))
 
-    def build(self, node, path: Path, depth: int) -> Any:
+    def build(self, node, path: KeyPath, depth: int) -> Any:
         self.doc.values[path] = _pos(node)
         self.count += 1
         if self.count > _MAX_VALUES:
@@ -192,7 +192,7 @@ class _Builder:
                 self._problem(node, f"this value is not a valid {kind}, as its tag !!{kind} says; remove the tag")
             return node.value
 
-    def _mapping(self, node: MappingNode, path: Path, depth: int) -> dict:
+    def _mapping(self, node: MappingNode, path: KeyPath, depth: int) -> dict:
         if node.tag not in ("tag:yaml.org,2002:map",):
             self._problem(node, f"unsupported YAML tag {node.tag}; write plain YAML")
         seen: dict[str, tuple[int, int]] = {}

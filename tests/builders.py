@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 
 from reconciler.model import DesiredRegistry, RemoteRegistry, SecretRef
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter
 
 CANARY = f"CANARY-{uuid.uuid4()}"

@@ -21,7 +21,7 @@ from reconciler.errors import (
 from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry
 from reconciler.retry import RetryPolicy
 from reconciler.sandbox.faults import FaultRule
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from tests.fixtures.apiclient import FAST, write
 
 # --- happy paths ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from reconciler.errors import APIError, APIServerError, APIUnavailable
 from reconciler.model import RegistryWrite
 from reconciler.retry import ANSWERED, CONNECT, TIMEOUT, RetryPolicy, parse_retry_after
 from reconciler.sandbox.faults import FaultRule
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from tests.fixtures.apiclient import FAST, closed_port, write
 
 LIST = r"^/external_registries$"

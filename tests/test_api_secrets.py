@@ -17,7 +17,7 @@ from reconciler.errors import APIError
 from reconciler.model import RegistryWrite
 from reconciler.redact import MIN_MASKED, WITHHELD
 from reconciler.retry import RetryPolicy
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from tests.fixtures.apiclient import cli_project
 from tests.fixtures.badserver import json_response, response
 

@@ -22,7 +22,7 @@ from reconciler.apply import (
 from reconciler.diff import diff
 from reconciler.model import Config, DesiredRegistry, RegistryWrite, SecretRef, Settings
 from reconciler.sandbox.faults import FaultRule
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter, State, load_state
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from reconciler.oci import PullCheck, check_login, check_pull
 from reconciler.sandbox.demo_registry import DemoRegistry, build_image
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 
 PASSWORD = f"CANARY-{uuid.uuid4()}"

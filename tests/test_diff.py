@@ -12,7 +12,7 @@ from reconciler.diff import diff
 from reconciler.errors import PlanError
 from reconciler.model import Config, Settings
 from reconciler.plan import FieldChange
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter, RegistryState, State
 
 from tests.builders import CANARY, FP, T0, have, want

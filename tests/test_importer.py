@@ -14,7 +14,7 @@ from reconciler.config import load_config
 from reconciler.diff import diff
 from reconciler.importer import env_var_name, import_config
 from reconciler.model import RegistryWrite, RemoteRegistry
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from reconciler.secrets import resolve_secrets
 from reconciler.state import Fingerprinter, State
 

@@ -12,7 +12,7 @@ import pytest
 from reconciler.cli import main
 from reconciler.logs import clip, parse_duration, render_json, render_table, select
 from reconciler.model import RegistryLog
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from tests.fixtures.apiclient import write
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)

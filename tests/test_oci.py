@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from reconciler.oci import MANIFEST_ACCEPT, PullCheck, check_login, check_pull, manifest_ref
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 HELLO = "test/hello:v1"
 DOCKER = "test/hello-docker:v1"

@@ -20,7 +20,7 @@ from reconciler.planfile import (
     remote_digest,
     save_plan,
 )
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter, RegistryState, State
 
 from tests.builders import CANARY, FP, T0, have, want

@@ -16,7 +16,7 @@ import pytest
 
 from reconciler.config import check_files, load_config
 from reconciler.errors import SecretError
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from reconciler.secrets import resolve_secrets, sops_binary
 
 CANARY = f"CANARY-{uuid.uuid4()}"

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from reconciler.sandbox.serving import ServerThread
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 DEMO_REPOSITORY = "demo/hello"
 DEMO_TAG = "v1"

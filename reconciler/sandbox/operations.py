@@ -11,7 +11,7 @@ import json
 
 from reconciler.providers import PROVIDERS
 from reconciler.sandbox.store import DuplicateSlug
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 #: The test endpoint's status when the upstream registry gave no answer at all
 #: (the OCI check's status 0), as a gateway would say.

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from reconciler.errors import SandboxError
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 
 KEY_ENV = "REGSYNC_SANDBOX_KEY"
 TEAM_ID = "sandbox-team"
