@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -161,8 +161,9 @@ class _Recorder:
             else:
                 desired = change.desired
                 old = regs.get(change.slug)
+                # the fingerprint covers the username and auth type with the secret
                 sets_credentials = change.action == "create" or any(
-                    f.name == "credentials" for f in change.fields
+                    f.name in ("credentials", "username", "authType") for f in change.fields
                 )
                 if sets_credentials:
                     fingerprint = self.fingerprinter.fingerprint(desired)
@@ -234,9 +235,12 @@ def _run_change(change: Change, api: VendorAPI, recorder: _Recorder) -> ChangeOu
     return ChangeOutcome(change, "succeeded", "", remote)
 
 
-def _wait_all(pool: ThreadPoolExecutor, fn, items) -> None:
-    for future in [pool.submit(fn, item) for item in items]:
-        future.result()
+def _run_all(pool: ThreadPoolExecutor, fn, items, done: Callable) -> None:
+    """``fn(item)`` for each item in the pool; ``done(item, result)`` as each finishes,
+    on the calling thread, so that whoever reports them has one writer."""
+    futures = {pool.submit(fn, item): item for item in items}
+    for future in as_completed(futures):
+        done(futures[future], future.result())
 
 
 def apply_plan(
@@ -251,7 +255,7 @@ def apply_plan(
 ) -> tuple[ChangeOutcome, ...]:
     """Apply every create/update/delete of ``plan``; return one outcome per change, in
     plan order. The caller holds the StateLock. ``on_event`` is called once per
-    finished (or skipped) change, from worker threads."""
+    finished (or skipped) change, on the calling thread."""
     if parallelism < 1:
         raise ValueError("parallelism must be at least 1")
     recorder = _Recorder(state, state_path, fingerprinter)
@@ -265,12 +269,12 @@ def apply_plan(
         if on_event is not None:
             on_event(outcome)
 
-    def run(i: int) -> None:
-        finish(i, _run_change(ordered[i], api, recorder))
+    def run(i: int) -> ChangeOutcome:
+        return _run_change(ordered[i], api, recorder)
 
     pool = ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="regsync-apply")
     try:
-        _wait_all(pool, run, range(n_first))
+        _run_all(pool, run, range(n_first), finish)
         failed_creates = [
             o.change.slug for o in outcomes[:n_first] if o.change.action == "create" and not o.ok
         ]
@@ -284,7 +288,7 @@ def apply_plan(
             for i in range(n_first, len(ordered)):
                 finish(i, ChangeOutcome(ordered[i], "skipped", reason))
         else:
-            _wait_all(pool, run, range(n_first, len(ordered)))
+            _run_all(pool, run, range(n_first, len(ordered)), finish)
     except BaseException:
         # Ctrl-C (or a failing on_event): start nothing more; the calls already in
         # flight finish and are recorded, so the state stays true.
@@ -329,7 +333,8 @@ def run_image_tests(
 ) -> tuple[ImageTestOutcome, ...]:
     """Ask the API to pull each `tests:` image of each registry (only ``slugs`` when
     given), in parallel. ``skip`` maps a slug to the reason its tests are not run
-    (e.g. its create failed): those come back as skipped. Outcomes in file order."""
+    (e.g. its create failed): those come back as skipped. Outcomes in file order;
+    ``on_event`` is called as each finishes, on the calling thread."""
     if parallelism < 1:
         raise ValueError("parallelism must be at least 1")
     skip = skip or {}
@@ -340,21 +345,24 @@ def run_image_tests(
         for image in reg.tests
     ]
 
-    def run(job) -> ImageTestOutcome:
-        reg, image = job
+    def run(i: int) -> ImageTestOutcome:
+        reg, image = jobs[i]
         if reg.slug in skip:
-            outcome = ImageTestOutcome(reg.slug, image, 0, False, error=skip[reg.slug],
-                                       skipped=True)
-        else:
-            outcome = _run_test(api, reg.slug, reg.endpoint, image)
+            return ImageTestOutcome(reg.slug, image, 0, False, error=skip[reg.slug], skipped=True)
+        return _run_test(api, reg.slug, reg.endpoint, image)
+
+    outcomes: list[ImageTestOutcome | None] = [None] * len(jobs)
+
+    def finish(i: int, outcome: ImageTestOutcome) -> None:
+        outcomes[i] = outcome
         if on_event is not None:
             on_event(outcome)
-        return outcome
 
     if not jobs:
         return ()
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="regsync-test") as pool:
-        return tuple(pool.map(run, jobs))
+        _run_all(pool, run, range(len(jobs)), finish)
+    return tuple(outcomes)
 
 
 def skipped_tests(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -75,7 +76,11 @@ OriginOpt = Annotated[
 ]
 TargetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--target", help="Plan only this slug (repeatable).", show_default=False),
+    typer.Option(
+        "--target",
+        help="Plan only the registries whose slug matches; globs as in settings.ignore (repeatable).",
+        show_default=False,
+    ),
 ]
 PruneOpt = Annotated[
     bool, typer.Option("--prune", help="Delete team registries the file does not list.")
@@ -103,6 +108,17 @@ def _listing(diagnostics, stream) -> None:
         print(diagnostic, file=stream)
     if len(diagnostics) > LISTED:
         print(f"... and {len(diagnostics) - LISTED} more not listed", file=stream)
+
+
+_OUT = threading.Lock()
+
+
+def _say(text: str) -> None:
+    """Write whole lines to stdout, one writer at a time: apply's and test's workers
+    report from several threads, and their lines must not run into each other."""
+    with _OUT:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
 
 def _use_color(stream) -> bool:
@@ -237,18 +253,16 @@ def _print_change(outcome) -> None:
     slug, error = escaped(change.slug), escaped(outcome.error)  # a deleted slug is the API's
     if outcome.status == "succeeded":
         verb = {"create": "created", "update": "updated", "delete": "destroyed"}[change.action]
-        print(f"{slug}: {verb}")
+        _say(f"{slug}: {verb}")
     elif outcome.status == "failed":
-        print(f"{slug}: {change.action} FAILED: {error}")
+        _say(f"{slug}: {change.action} FAILED: {error}")
     else:
-        print(f"{slug}: {change.action} skipped: {error}")
-    sys.stdout.flush()
+        _say(f"{slug}: {change.action} skipped: {error}")
 
 
 def _print_test(outcome) -> None:
     if outcome.skipped:
-        print(f"test {outcome.slug} {outcome.image}: skipped ({outcome.error})")
-        sys.stdout.flush()
+        _say(f"test {outcome.slug} {outcome.image}: skipped ({outcome.error})")
         return
     mark = "ok" if outcome.ok else "FAILED"
     line = f"test {outcome.slug} {outcome.image}: {mark} (upstream status {outcome.status})"
@@ -256,12 +270,12 @@ def _print_test(outcome) -> None:
         line += f": {outcome.error}" if outcome.error else ""
         if outcome.advice:
             line += f"\n    {outcome.advice}"
-    print(line)
-    sys.stdout.flush()
+    _say(line)
 
 
 @app.command()
 def apply(
+    ctx: typer.Context,
     planfile: Annotated[
         Optional[Path], typer.Argument(help="A plan saved by `regsync plan --out`.")
     ] = None,
@@ -314,9 +328,12 @@ def apply(
     if planfile is not None:
         from reconciler.planfile import load_plan
 
-        if target or prune:
+        fixed = _given(ctx, {"config": "--config", "state": "--state", "target": "--target",
+                             "prune": "--prune"})
+        if fixed:
             raise typer.BadParameter(
-                "a saved plan carries the --target/--prune it was made with; "
+                f"a saved plan carries the registries file, state file, --target and "
+                f"--prune it was made with, so {'/'.join(fixed)} cannot be given beside it; "
                 "give them to `regsync plan`, not to apply", param_hint="PLANFILE",
             )
         saved = load_plan(planfile)
@@ -368,13 +385,26 @@ def apply(
     elif report:
         _write_json(report, result.report_data())
     c = result.counts
-    print(
-        f"Apply complete: {c['added']} added, {c['changed']} changed, {c['destroyed']} destroyed; "
-        f"tests: {c['tests_passed']} passed, {c['tests_failed']} failed."
-    )
-    if c.get("failed"):
+    done = (f"{c['added']} added, {c['changed']} changed, {c['destroyed']} destroyed; "
+            f"tests: {c['tests_passed']} passed, {c['tests_failed']} failed.")
+    if c["failed"]:
         _err(f"{c['failed']} change(s) failed; the state file records what succeeded.")
+    failures = []
+    if c["failed"]:
+        failures.append(f"{c['failed']} of {len(result.changes)} changes failed")
+    if c["tests_failed"]:
+        failures.append(f"{c['tests_failed']} of {len(result.tests)} image tests failed")
+    if failures:
+        _say(f"Apply failed: {', '.join(failures)}; {done}")
+    else:
+        _say(f"Apply complete: {done}")
     return EXIT_OK if result.ok else EXIT_ERROR
+
+
+def _given(ctx: typer.Context, options: dict[str, str]) -> list[str]:
+    """The ``options`` (parameter name -> flag) given on the command line."""
+    return [flag for name, flag in options.items()
+            if getattr(ctx.get_parameter_source(name), "name", "") == "COMMANDLINE"]
 
 
 def _check_writable(path: Path) -> None:
@@ -419,6 +449,13 @@ def test_images(
     unknown = sorted(set(slug or ()) - known)
     if unknown:
         raise RegsyncError(f"{config}: no registry with slug {', '.join(map(repr, unknown))}")
+    listed = [r.slug for r in cfg.registries if r.tests and (not slug or r.slug in slug)]
+    if not listed:
+        which = "the registries given with --slug have" if slug else "no registry in it has"
+        raise RegsyncError(
+            f"{config}: nothing to test: {which} `tests:` (a list of images to pull, "
+            "e.g. tests: [library/alpine:3.20])"
+        )
     with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
         tests = run_image_tests(
             cfg, api, parallelism=parallelism, slugs=set(slug) if slug else None,
@@ -602,6 +639,12 @@ def _app_for(args: list[str]) -> typer.Typer:
     return app
 
 
+def _interrupted() -> int:
+    # On a terminal the cursor may sit after "^C" or a prompt: end that line first.
+    _err(("\n" if sys.stderr.isatty() else "") + "Interrupted.")
+    return EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     """The one error boundary: expected errors -> message and 1; bugs -> 3; Ctrl-C -> 130."""
     click_exc, abort = _click_exception_types()
@@ -618,12 +661,14 @@ def main(argv: list[str] | None = None) -> int:
     except click_exc as exc:
         exc.show()
         code = EXIT_ERROR  # usage errors are 1, so that 2 always means "changes"
-    except abort:
-        _err("Aborted.")
-        code = EXIT_ERROR
+    except abort as exc:
+        if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
+            code = _interrupted()
+        else:
+            _err("Aborted.")
+            code = EXIT_ERROR
     except KeyboardInterrupt:
-        _err("Interrupted.")
-        code = EXIT_INTERRUPTED
+        code = _interrupted()
     except BrokenPipeError:
         code = EXIT_ERROR
     except Exception as exc:  # a bug: one line, no traceback unless asked for
@@ -638,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
         code = EXIT_BUG
     else:
         code = rv if isinstance(rv, int) else EXIT_OK
+        if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C into exit code 130, silently
+            code = _interrupted()
     if argv is None:
         sys.exit(code)
     return code

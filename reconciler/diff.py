@@ -12,7 +12,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from reconciler.errors import PlanError
-from reconciler.model import Config, DesiredRegistry, RemoteRegistry
+import dataclasses
+
+from reconciler.model import Config, DesiredRegistry, RemoteRegistry, matches
 from reconciler.plan import (
     CREDENTIALS_CHANGED,
     CREDENTIALS_RESET,
@@ -85,12 +87,29 @@ def _later(remote_ts: str | None, state_ts: str | None) -> bool:
         return remote_ts != state_ts  # unparseable: any difference counts
 
 
+def _same_secret_as_before(
+    desired: DesiredRegistry,
+    remote: RemoteRegistry | None,
+    recorded_fingerprint: str | None,
+    fingerprinter: Fingerprinter | None,
+) -> bool:
+    """Whether the recorded fingerprint is that of the file's secret with the team's
+    current username and auth type: then those changed, not the secret."""
+    if remote is None or fingerprinter is None or not recorded_fingerprint:
+        return False
+    if (remote.username, remote.auth_type) == (desired.username, desired.auth_type):
+        return False
+    before = dataclasses.replace(desired, username=remote.username, auth_type=remote.auth_type)
+    return fingerprinter.fingerprint(before) == recorded_fingerprint
+
+
 def _credentials(
     desired: DesiredRegistry,
     remote: RemoteRegistry | None,
     state: State,
     fingerprint: str,
     key_changed: bool,
+    fingerprinter: Fingerprinter | None = None,
 ) -> tuple[FieldChange | None, list[str]]:
     recorded = state.registries.get(desired.slug)
     reasons: list[str] = []
@@ -120,6 +139,10 @@ def _credentials(
             )
     else:
         description = None
+    if description == CREDENTIALS_CHANGED and _same_secret_as_before(
+        desired, remote, recorded.fingerprint, fingerprinter
+    ):
+        description = None  # only the username (or auth type) changed, and shows as such
     if remote is not None and recorded is not None and _later(
         remote.updated_at, recorded.updated_at
     ):
@@ -151,6 +174,12 @@ def _create(desired: DesiredRegistry, state: State, fingerprint: str, key_change
     )
 
 
+def _some(slugs, limit: int = 10) -> str:
+    shown = sorted(slugs)
+    more = f", and {len(shown) - limit} more" if len(shown) > limit else ""
+    return ", ".join(shown[:limit]) + more
+
+
 def diff(
     config: Config,
     remote: Sequence[RemoteRegistry],
@@ -169,8 +198,8 @@ def diff(
     """
     settings = config.settings
     prune = prune or settings.prune
-    wanted = set(targets) if targets is not None else None
-    in_scope = (lambda slug: slug in wanted) if wanted is not None else (lambda slug: True)
+    wanted = tuple(targets) if targets is not None else None
+    in_scope = (lambda slug: matches(slug, wanted)) if wanted is not None else (lambda slug: True)
     key_changed = bool(state.key_id) and state.key_id != fingerprinter.key_id
 
     actual = {r.slug: r for r in remote}
@@ -192,7 +221,8 @@ def diff(
             changes.append(_create(desired, state, fingerprint, key_changed))
             continue
         fields = _field_changes(_comparable_remote(current), _comparable_desired(desired))
-        credentials, reasons = _credentials(desired, current, state, fingerprint, key_changed)
+        credentials, reasons = _credentials(desired, current, state, fingerprint, key_changed,
+                                            fingerprinter)
         if credentials is not None:
             fields.append(credentials)
         changes.append(
@@ -229,8 +259,14 @@ def diff(
             unmanaged.append(current)
 
     if wanted is not None:
-        for slug in sorted(wanted - listed - set(actual)):
-            warnings.append(f"--target {slug}: no registry with this slug in the file or the team")
+        known = listed | set(actual)
+        unmatched = sorted({p for p in wanted if not any(matches(s, (p,)) for s in known)})
+        if unmatched:
+            raise PlanError(
+                "--target " + ", ".join(map(repr, unmatched))
+                + ": no registry with this slug in the file or the team"
+                + (f" (slugs: {_some(known)})" if known else " (both have none)")
+            )
 
     deletes = sum(1 for c in changes if c.action == "delete")
     if deletes > settings.max_deletes:

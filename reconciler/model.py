@@ -42,9 +42,15 @@ class Settings:
     ignore: tuple[str, ...] = ()
 
     def ignores(self, slug: str) -> bool:
-        from fnmatch import fnmatchcase
+        return matches(slug, self.ignore)
 
-        return any(fnmatchcase(slug, pattern) for pattern in self.ignore)
+
+def matches(slug: str, patterns) -> bool:
+    """Whether ``slug`` matches one of the shell-style globs (``*``, ``?``, ``[abc]``) of
+    ``patterns``, case-sensitively: what settings.ignore and --target take."""
+    from fnmatch import fnmatchcase
+
+    return any(fnmatchcase(slug, pattern) for pattern in patterns)
 
 
 @dataclass(frozen=True)

@@ -236,7 +236,11 @@ def run_apply(
             session.plan, api, state=session.state, state_path=session.state_path,
             fingerprinter=session.fingerprinter, parallelism=parallelism, on_event=on_change,
         )
-        slugs = set(targets) if targets else None
+        slugs = None
+        if targets:  # globs, like settings.ignore
+            from reconciler.model import matches
+
+            slugs = {r.slug for r in session.config.registries if matches(r.slug, targets)}
         if skip_tests:
             tests = skipped_tests(session.config, reason="--skip-tests", slugs=slugs)
         else:
@@ -253,14 +257,15 @@ def save_session_plan(session: Session, out: str | os.PathLike) -> None:
     save_plan(
         out,
         session.plan,
-        config_path=str(session.config_path),
+        # absolute, so that `apply PLANFILE` works from any directory
+        config_path=str(session.config_path.resolve()),
         config_sha256=config_digest(session.config_path),
         remote_sha256=remote_digest(session.remote),
         fingerprints=session.fingerprints(),
         key_id=session.fingerprinter.key_id,
         prune=session.prune,
         targets=session.targets,
-        state_path=str(session.state_path),
+        state_path=str(session.state_path.resolve()),
     )
 
 

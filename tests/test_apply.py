@@ -433,3 +433,22 @@ def test_when_the_state_cannot_be_saved_every_change_says_so_and_nothing_hangs(a
     assert all(o.error.startswith("applied, but the state file could not be saved: ")
                for o in outcomes)
     assert {r.slug for r in api.list_registries()} == {f"reg-{i}" for i in range(8)}
+
+
+def test_every_event_is_reported_on_the_calling_thread_so_lines_never_interleave(
+        api, tmp_path, fp, registry_basic):
+    # The CLI prints each event as it comes; from one thread, its lines cannot mix.
+    import threading
+
+    regs = [desired(i, f"reg-{i}", endpoint=registry_basic.endpoint,
+                    username=registry_basic.username, password=registry_basic.password,
+                    tests=["test/hello:v1", "test/hello:missing"]) for i in range(6)]
+    config = config_of(*regs)
+    threads = []
+    outcomes, _ = run(plan_for(config, api, State(), fp), api, tmp_path, fp, parallelism=8,
+                      on_event=lambda o: threads.append(threading.get_ident()))
+    tests = run_image_tests(config, api, parallelism=8,
+                            on_event=lambda o: threads.append(threading.get_ident()))
+    assert len(outcomes) == 6 and len(tests) == 12
+    assert [t.slug for t in tests] == [r.slug for r in regs for _ in range(2)]  # file order
+    assert set(threads) == {threading.get_ident()} and len(threads) == 18

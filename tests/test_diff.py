@@ -250,10 +250,43 @@ def test_registries_replicated_provides_are_never_pruned():
 def test_targets_plan_only_those_slugs():
     a, b = want("a", 0), want("b", 1, endpoint="new.example.com")
     remote = [have("b"), have("c"), have("d")]
-    plan = diff(config(a, b), remote, recorded(b), FP, prune=False, targets=["b", "d", "zz"])
+    plan = diff(config(a, b), remote, recorded(b), FP, prune=False, targets=["b", "d"])
     assert [(c.action, c.slug) for c in plan.changes] == [("update", "b")]
     assert [r.slug for r in plan.unmanaged] == ["d"]
-    assert plan.warnings == ("--target zz: no registry with this slug in the file or the team",)
+    assert plan.warnings == ()
+
+
+def test_targets_take_the_globs_of_settings_ignore():
+    regs = [want("team-a", 0), want("team-b", 1), want("other", 2)]
+    plan = diff(config(*regs), [], State(), FP, prune=False, targets=["team-?"])
+    assert [c.slug for c in plan.changes] == ["team-a", "team-b"]
+    plan = diff(config(*regs), [], State(), FP, prune=False, targets=["[ot]*r"])
+    assert [c.slug for c in plan.changes] == ["other"]
+
+
+def test_a_target_that_matches_nothing_is_an_error_naming_it():
+    with pytest.raises(PlanError) as info:
+        diff(config(want("a")), [have("c")], State(), FP, prune=False, targets=["a", "nope", "x*"])
+    assert str(info.value) == (
+        "--target 'nope', 'x*': no registry with this slug in the file or the team (slugs: a, c)"
+    )
+
+
+def test_a_username_only_change_shows_only_the_username():
+    before = want("acme-hub", username="old-bot")
+    reg = want("acme-hub", username="new-bot")  # same secret
+    change = only(diff(config(reg), [have("acme-hub", username="old-bot")], recorded(before), FP,
+                       prune=False))
+    assert change.fields == (FieldChange("username", "old-bot", "new-bot"),)
+    assert change.write_body().to_body(create=False) == {"username": "new-bot", "skipValidation": False}
+
+
+def test_a_username_and_secret_change_shows_both():
+    before = want("acme-hub", username="old-bot")
+    reg = want("acme-hub", username="new-bot", secret=CANARY + "-rotated")
+    change = only(diff(config(reg), [have("acme-hub", username="old-bot")], recorded(before), FP,
+                       prune=False))
+    assert change.field_names == ("username", "credentials")
 
 
 def test_more_deletes_than_max_deletes_warns_and_apply_refuses_without_force():
