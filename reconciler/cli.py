@@ -451,7 +451,7 @@ def test_images(
         raise RegsyncError(f"{config}: no registry with slug {', '.join(map(repr, unknown))}")
     listed = [r.slug for r in cfg.registries if r.tests and (not slug or r.slug in slug)]
     if not listed:
-        which = "the registries given with --slug have" if slug else "no registry in it has"
+        which = "none of the registries given with --slug has" if slug else "no registry in it has"
         raise RegsyncError(
             f"{config}: nothing to test: {which} `tests:` (a list of images to pull, "
             "e.g. tests: [library/alpine:3.20])"
