@@ -478,13 +478,17 @@ def import_registries(
     """Write a registries file from the team's current registries."""
     from reconciler import workflow
     from reconciler.apps import scope_names
-    from reconciler.importer import import_config
+    from reconciler.importer import import_registries
+    from reconciler.render import printable
 
     if output is not None and output.exists() and not force:
         raise RegsyncError(f"{output} exists; pass --force to overwrite it")
     with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
         remote = api.list_registries()
-        text = import_config(remote, app_names=scope_names(api, remote))
+        imported = import_registries(remote, app_names=scope_names(api, remote))
+    text = imported.text
+    for slug, why in imported.refused:
+        _err(printable(f"note: {slug!r} is written commented out: {why}"))
     if output is None:
         sys.stdout.write(text)
     else:
@@ -639,6 +643,14 @@ def _app_for(args: list[str]) -> typer.Typer:
     return app
 
 
+def _usage_error(exc) -> None:
+    """Click's usage message, with the one spelling of the prefix: ``error:``."""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        _err(f"{ctx.get_usage()}\nTry '{ctx.command_path} -h' for help.\n")
+    _err(f"error: {exc.format_message()}")
+
+
 def _interrupted() -> int:
     # On a terminal the cursor may sit after "^C" or a prompt: end that line first.
     _err(("\n" if sys.stderr.isatty() else "") + "Interrupted.")
@@ -659,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
         _err("error: " + "\n".join(escaped(line) for line in str(exc).split("\n")))
         code = EXIT_ERROR
     except click_exc as exc:
-        exc.show()
+        _usage_error(exc)
         code = EXIT_ERROR  # usage errors are 1, so that 2 always means "changes"
     except abort as exc:
         if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt):
@@ -677,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
 
             traceback.print_exc()
         _err(
-            f"regsync: internal error ({type(exc).__name__}). This is a bug; "
+            f"error: internal error in regsync ({type(exc).__name__}). This is a bug; "
             "rerun with REGSYNC_DEBUG=1 to see the traceback."
         )
         code = EXIT_BUG

@@ -108,7 +108,10 @@ def _analyse(path: str, *, build: bool) -> _Result:
     try:
         raw = open(path, "rb").read()
     except FileNotFoundError:
-        return at_start("file not found")
+        return at_start(
+            f"file not found; write one, or make it from the team's registries with: "
+            f"regsync import -o {path}"
+        )
     except IsADirectoryError:
         return at_start("is a directory, not a registries file")
     except OSError as exc:
@@ -119,6 +122,19 @@ def _analyse(path: str, *, build: bool) -> _Result:
         line = raw[: exc.start].count(b"\n") + 1
         col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
         return _Result([Diagnostic(path, line, col, "", "the file is not UTF-8 text")])
+    return _analyse_text(text, path, build=build)
+
+
+def check_text(text: str, name: str) -> list[Diagnostic]:
+    """What ``regsync validate`` would report for a file holding ``text`` (for ``import``,
+    which checks what it writes)."""
+    return _analyse_text(text, name, build=False).diagnostics
+
+
+def _analyse_text(text: str, path: str, *, build: bool) -> _Result:
+    def at_start(message: str) -> _Result:
+        return _Result([Diagnostic(path, 1, 1, "", message)])
+
     try:
         doc = yamlpos.load(text, path)
     except yamlpos.YamlError as exc:

@@ -3,28 +3,42 @@
 Each registry is mapped back through the provider table (the API's authType to the
 YAML's `auth_type:`, the API's username to the provider's username field, the fixed
 usernames of GAR/GCR dropped). The API never returns a credential, so each one becomes
-a `${VAR}` placeholder with a deterministic, valid environment variable name. The file
-validates and plans to no change apart from the credentials ("will be set").
+a `${VAR}` placeholder with a deterministic, valid environment variable name made from
+the slug. The file validates and plans to no change apart from the credentials ("will
+be set"): an entry the API accepted but the schema refuses (an ECR endpoint with a
+10-digit account, a slug with a space) is written commented out, with the reason.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from reconciler.model import RemoteRegistry
 from reconciler.providers import PROVIDERS, AuthMode, Provider
 
-HEADER = """\
+SCHEMA_MODELINE = "# yaml-language-server: $schema=./schema/registries.schema.json\n"
+HEADER = SCHEMA_MODELINE + """\
 # Written by `regsync import` from the team's registries.
 # The API never returns credentials: set each ${VAR} below before `regsync plan`.
 # The first apply re-sets every credential from these variables.
 """
 
 
+#: The suffix of a placeholder, per secret field.
+_SUFFIX = {"password": "PASSWORD", "token": "TOKEN", "secret_access_key": "SECRET_ACCESS_KEY",
+           "service_account_key": "SA_KEY"}
+_MAX_STEM = 40
+
+
 def env_var_name(slug: str, field: str) -> str:
-    """``REGSYNC_<SLUG>_<FIELD>``, uppercased, every non-alphanumeric as ``_``."""
-    return re.sub(r"[^A-Z0-9]", "_", f"REGSYNC_{slug}_{field}".upper())
+    """``<SLUG>_<SUFFIX>``: the slug uppercased, each run of other characters one ``_``,
+    clipped to 40 characters; ``REG_`` first when it would start with a digit."""
+    stem = re.sub(r"[^A-Z0-9]+", "_", slug.upper()).strip("_")[:_MAX_STEM].rstrip("_")
+    if not stem or stem[0].isdigit():
+        stem = f"REG_{stem}".rstrip("_")
+    return f"{stem}_{_SUFFIX.get(field, field.upper())}"
 
 
 def _auth_mode(provider: Provider, api_auth_type: str) -> tuple[str, AuthMode] | None:
@@ -73,26 +87,66 @@ def _entry(reg: RemoteRegistry, used: set[str], app_names: Mapping[str, str]) ->
     return entry, ""
 
 
-def import_config(remote: Sequence[RemoteRegistry], *,
-                  app_names: Mapping[str, str] | None = None) -> str:
-    """YAML text of a registries file listing ``remote`` (sorted by slug). With
-    ``app_names`` (app ID -> slug), app scopes are written as `apps:` slugs."""
+@dataclass(frozen=True)
+class Imported:
+    text: str  # the registries file
+    refused: tuple[tuple[str, str], ...] = ()  # (slug, why) of the entries commented out
+
+
+def _dump(data) -> str:
     import yaml
 
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True,
+                          width=1000)
+
+
+def _schema_problem(entry: dict) -> str:
+    """Why ``regsync validate`` would refuse a file holding only ``entry``, or ""."""
+    from reconciler.config import check_text
+
+    for d in check_text(_dump({"version": 1, "registries": [entry]}), "import"):
+        if d.severity == "error":
+            return d.message
+    return ""
+
+
+def import_registries(remote: Sequence[RemoteRegistry], *,
+                      app_names: Mapping[str, str] | None = None) -> Imported:
+    """A registries file listing ``remote`` (sorted by slug); entries the schema refuses
+    are in it commented out, with the reason, so that the file validates. With
+    ``app_names`` (app ID -> slug), app scopes are written as `apps:` slugs."""
     used: set[str] = set()
     entries: list[dict] = []
     skipped: list[str] = []
+    refused: list[tuple[str, str]] = []
+    commented: list[str] = []
     for reg in sorted(remote, key=lambda r: r.slug):
         entry, why = _entry(reg, used, app_names or {})
         if entry is None:
             skipped.append(f"# not imported: {reg.slug!r}: {why}\n")
+            continue
+        problem = _schema_problem(entry)
+        if problem:
+            refused.append((reg.slug, problem))
+            lines = _dump([entry]).splitlines()
+            commented.append(
+                f"# {reg.slug!r}: the API accepted it, but regsync validate refuses it: "
+                f"{' '.join(problem.split())}\n"
+                "# Fix it in the Vendor Portal (or recreate it), then uncomment:\n"
+                + "".join(f"# {line}\n" for line in lines)
+            )
         else:
             entries.append(entry)
-    body = yaml.safe_dump(
-        {"version": 1, "registries": entries},
-        sort_keys=False,
-        default_flow_style=False,
-        allow_unicode=True,
-        width=1000,
-    )
-    return HEADER + "".join(skipped) + body
+    body = _dump({"version": 1, "registries": entries})
+    if commented:
+        if not entries:
+            body = body.replace("registries: []\n",
+                                "registries: []  # uncommented entries replace the []\n")
+        body += "".join(commented)
+    return Imported(HEADER + "".join(skipped) + body, tuple(refused))
+
+
+def import_config(remote: Sequence[RemoteRegistry], *,
+                  app_names: Mapping[str, str] | None = None) -> str:
+    """YAML text of a registries file listing ``remote`` (sorted by slug)."""
+    return import_registries(remote, app_names=app_names).text

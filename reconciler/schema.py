@@ -228,6 +228,21 @@ def _quote(value: Any) -> str:
 _SECRET_FORM = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}|ENC\[.+\]")
 
 
+#: Names a newcomer writes for `provider:`, and the provider regsync calls it.
+PROVIDER_ALIASES = {
+    "github": "ghcr", "ghcr.io": "ghcr", "docker": "dockerhub", "docker-hub": "dockerhub",
+    "docker.io": "dockerhub", "aws": "ecr", "amazon": "ecr", "google": "gar",
+    "artifact-registry": "gar", "quay.io": "quay", "sonatype": "nexus",
+    "artifactory": "other", "jfrog": "other", "harbor": "other", "gitlab": "other",
+    "acr": "other", "azure": "other", "generic": "other",
+}
+
+
+def _article(word: str) -> str:
+    """ "a" or "an" before ``word`` (by its first letter: "an Amazon", "a GitHub")."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _suggest(word: str, choices) -> str:
     same = [c for c in choices if c.lower() == word.lower()]  # GHCR: difflib compares case too
     close = same or difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
@@ -279,7 +294,7 @@ class _Mapper:
             msg = f'unknown field "{key}"'
             if provider is not None and key in SECRET_FIELDS:
                 fields = sorted({m.secret_field for m in provider.auth_modes.values()})
-                msg += f"; a {provider.name} registry takes its secret in " + " or ".join(f'"{f}"' for f in fields)
+                msg += f"; {_article(provider.name)} {provider.name} registry takes its secret in " + " or ".join(f'"{f}"' for f in fields)
             else:
                 hint = _suggest(key, allowed)
                 msg += hint or "; allowed here: " + ", ".join(allowed)
@@ -316,7 +331,12 @@ class _Mapper:
         allowed = [str(v) for v in error.validator_value]
         value = error.instance
         msg = f"{field_name(rel)} {_quote(value)} is not one of: {', '.join(allowed)}"
-        if isinstance(value, str):
+        alias = PROVIDER_ALIASES.get(value.lower()) if isinstance(value, str) else None
+        if rel == ("provider",) and alias in allowed:
+            msg += f'; did you mean "{alias}"?'
+            if alias == "other":
+                msg += " (any registry that speaks the Docker Registry API, with username and password)"
+        elif isinstance(value, str):
             msg += _suggest(value, allowed)
         self.emit(path, msg)
 
@@ -382,6 +402,9 @@ class _Mapper:
                 f"{name} has a line break or spaces around its value (from | or quotes?); "
                 f"write {name}: ${{VARIABLE}} on one line"
             )
+        bare = re.fullmatch(r"\$([A-Za-z_][A-Za-z0-9_]*)", value)
+        if bare:  # a variable name, not a secret: safe to show
+            return f"{name} must be ${{VARIABLE}} with braces: write {name}: ${{{bare.group(1)}}}"
         if value.startswith("$"):
             return (
                 f"{name} must be ${{VARIABLE}}, the name made of letters, digits and _ "
@@ -411,7 +434,8 @@ class _Mapper:
                 "(image paths go in tests:)"
             )
         if provider is not None and provider.endpoint_pattern:
-            return f'endpoint {_quote(value)} is not a {provider.title} host; expected a host like "{example}"'
+            return (f'endpoint {_quote(value)} is not {_article(provider.title)} {provider.title} host; '
+                    f'expected a host like "{example}"')
         return f'endpoint {_quote(value)} is not a valid host; write host or host:port, e.g. "{example}"'
 
     def _on_minLength(self, error, path: KeyPath) -> None:

@@ -81,7 +81,7 @@ def load(text: str, file: str) -> Document:
         try:
             node = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
-            raise YamlError([_syntax_diagnostic(exc, file)]) from None
+            raise YamlError([_syntax_diagnostic(exc, file, text)]) from None
         except yaml.YAMLError as exc:  # ReaderError: bad characters
             line, col = _reader_pos(exc, text)
             raise YamlError([Diagnostic(file, line, col, "", f"cannot read YAML: {_first_line(exc)}")]) from None
@@ -116,13 +116,17 @@ def _reader_pos(exc, text: str) -> tuple[int, int]:
     return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
-def _syntax_diagnostic(exc: yaml.MarkedYAMLError, file: str) -> Diagnostic:
+def _syntax_diagnostic(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
     problem = (exc.problem or "").strip()
     context = (exc.context or "").strip()
+    lines = text.splitlines()
+    at = lines[line - 1] if 0 < line <= len(lines) else ""
     if "expected a single document" in context or "but found another document" in problem:
         message = "the file holds more than one YAML document (---); regsync reads exactly one"
+    elif "\t" in at[: len(at) - len(at.lstrip())] or at[col - 1 : col] == "\t":
+        message = "a tab character: YAML indents with spaces only; replace the tab with spaces"
     else:
         message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
     return Diagnostic(file, line, col, "", message)

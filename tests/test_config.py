@@ -180,7 +180,8 @@ def test_files_are_reported_in_order_with_the_path_as_given(write, tmp_path):
     assert lines("./sub/a.yaml") == []
     assert [str(d) for d in check_files(["b.yaml", "missing.yaml", "sub", "./sub/a.yaml"])] == [
         "b.yaml:2:13: registries must be a list, not a mapping",
-        "missing.yaml:1:1: file not found",
+        "missing.yaml:1:1: file not found; write one, or make it from the team's registries with: "
+        "regsync import -o missing.yaml",
         "sub:1:1: is a directory, not a registries file",
     ]
 

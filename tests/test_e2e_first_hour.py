@@ -164,3 +164,53 @@ def test_a_username_only_change_shows_only_the_username(project, registry_basic)
     project.regsync("apply", "--auto-approve", "--skip-tests", expect=0)
     assert project.remote()["dockerhub-acme"]["username"] == "acme-robot"
     project.regsync("plan", "--detailed-exitcode", expect=0)  # the state knows the new username
+
+
+def test_import_comments_out_what_the_schema_refuses_and_the_file_validates(project):
+    import httpx
+
+    for body in (
+        {"provider": "ecr", "endpoint": "1234567890.dkr.ecr.us-east-1.amazonaws.com",
+         "slug": "pact-ecr", "authType": "accesskey", "username": "AKIAEXAMPLE"},
+        {"provider": "other", "endpoint": "r.example.com", "slug": "my registry", "username": "me"},
+        {"provider": "ghcr", "endpoint": "ghcr.io", "authType": "token", "username": "octocat"},
+    ):
+        httpx.post(project.env["REPLICATED_API_ORIGIN"] + "/v3/external_registry",
+                   headers={"Authorization": project.env["REPLICATED_API_TOKEN"]},
+                   json={**body, "password": CANARY, "skipValidation": True},
+                   timeout=5).raise_for_status()
+    proc = project.regsync("import", "-o", "registries.yaml", expect=0)
+    notes = [line for line in proc.stderr.splitlines() if line.startswith("note: ")]
+    assert [n.split(":")[1].strip() for n in notes] == ["'my registry' is written commented out",
+                                                        "'pact-ecr' is written commented out"]
+    assert "is not an Amazon ECR host" in notes[1]
+    text = project.config.read_text()
+    assert text.startswith("# yaml-language-server: $schema=./schema/registries.schema.json\n")
+    assert "token: ${GHCR_IO_TOKEN}" in text
+    valid = project.regsync("validate", expect=0)
+    assert valid.stderr.strip() == "1 file valid"
+
+
+def test_errors_a_newcomer_meets_say_what_to_do(project):
+    missing = project.regsync("plan", expect=1)
+    assert missing.stderr.strip() == (
+        "registries.yaml:1:1: file not found; write one, or make it from the team's registries "
+        "with: regsync import -o registries.yaml")
+    project.config.write_text("version: 1\nregistries:\n  - provider: GitHub\n    username: x\n"
+                              "    token: $GHCR_TOKEN\n")
+    shown = project.regsync("validate", expect=1).stdout
+    assert 'did you mean "ghcr"?' in shown
+    project.config.write_text("version: 1\nregistries:\n  - provider: ghcr\n    username: x\n"
+                              "    token: $GHCR_TOKEN\n")
+    shown = project.regsync("validate", expect=1).stdout
+    assert "write token: ${GHCR_TOKEN}" in shown
+    project.config.write_text("version: 1\nregistries:\n\t- provider: ghcr\n")
+    assert "a tab character" in project.regsync("validate", expect=1).stdout
+    # one spelling of the prefix, from regsync and from the option parser alike
+    usage = project.regsync("plan", "--format", "yaml", expect=1)
+    assert usage.stderr.strip().splitlines()[-1].startswith("error: Invalid value for '--format'")
+    project.write("version: 1\nregistries: []\n")
+    token = project.regsync("ls", "--api-origin", "http://127.0.0.1:9/vendor", "--api-token", " ",
+                            expect=1)
+    assert token.stderr.startswith("error: ")
+    assert "Error" not in usage.stderr + token.stderr

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from reconciler.api import VendorAPI
-from reconciler.config import load_config
+from reconciler.config import check_files, load_config
 from reconciler.diff import diff
-from reconciler.importer import env_var_name, import_config
+from reconciler.importer import env_var_name, import_config, import_registries
 from reconciler.model import RegistryWrite, RemoteRegistry
 from reconciler.secretvalue import Secret
 from reconciler.secrets import resolve_secrets
@@ -61,32 +61,32 @@ def test_every_provider_maps_back_to_the_fields_of_the_file():
         "provider": "ecr", "slug": "my-ecr",
         "endpoint": "123456789012.dkr.ecr.us-east-1.amazonaws.com",
         "access_key_id": "AKIAEXAMPLE",
-        "secret_access_key": "${REGSYNC_MY_ECR_SECRET_ACCESS_KEY}",
+        "secret_access_key": "${MY_ECR_SECRET_ACCESS_KEY}",
     }
     # slug = endpoint = the provider's default: neither is written
     assert got["dockerhub"] == {
         "provider": "dockerhub", "auth_type": "token", "username": "acme-bot",
-        "token": "${REGSYNC_INDEX_DOCKER_IO_TOKEN}", "app_ids": ["app-a", "app-b"],
+        "token": "${INDEX_DOCKER_IO_TOKEN}", "app_ids": ["app-a", "app-b"],
     }
     assert got["hub-password"]["auth_type"] == "password"
-    assert got["hub-password"]["password"] == "${REGSYNC_HUB_PASSWORD_PASSWORD}"
+    assert got["hub-password"]["password"] == "${HUB_PASSWORD_PASSWORD}"
     assert "endpoint" not in got["hub-password"]
     assert got["ghcr"] == {"provider": "ghcr", "username": "octocat",
-                           "token": "${REGSYNC_GHCR_IO_TOKEN}"}
+                           "token": "${GHCR_IO_TOKEN}"}
     # the fixed GCP usernames are dropped
     assert got["gar-sa"] == {
         "provider": "gar", "slug": "gar-sa", "endpoint": "us-east1-docker.pkg.dev",
         "auth_type": "serviceaccount",
-        "service_account_key": "${REGSYNC_GAR_SA_SERVICE_ACCOUNT_KEY}",
+        "service_account_key": "${GAR_SA_SA_KEY}",
     }
     assert got["gar-token"]["auth_type"] == "token" and "username" not in got["gar-token"]
     assert got["gcr.io"] == {"provider": "gcr", "endpoint": "gcr.io",
-                             "service_account_key": "${REGSYNC_GCR_IO_SERVICE_ACCOUNT_KEY}"}
+                             "service_account_key": "${GCR_IO_SA_KEY}"}
     assert "auth_type" not in got["quay"] and got["quay"]["username"] == "robot+acme"
     assert got["nexus"]["endpoint"] == "nexus.example.net" and got["nexus"]["slug"] == "nexus"
     assert got["registry.example.com"] == {
         "provider": "other", "endpoint": "registry.example.com", "username": "me",
-        "password": "${REGSYNC_REGISTRY_EXAMPLE_COM_PASSWORD}"}
+        "password": "${REGISTRY_EXAMPLE_COM_PASSWORD}"}
 
 
 def test_placeholders_are_valid_unique_env_names_and_the_output_is_deterministic():
@@ -98,7 +98,7 @@ def test_placeholders_are_valid_unique_env_names_and_the_output_is_deterministic
     assert len(names) == len(REMOTE) + 3
     assert len(set(names)) == len(names)
     assert all(ENV_NAME.match(n) for n in names)
-    assert env_var_name("9lives", "password") == "REGSYNC_9LIVES_PASSWORD"
+    assert env_var_name("9lives", "password") == "REG_9LIVES_PASSWORD"
     assert import_config(list(reversed(REMOTE + clashing))) == text
 
 
@@ -142,7 +142,7 @@ def test_imported_file_validates_and_plans_no_change_but_credentials(sandbox, tm
         assert config.warnings  # gcr deprecated, GAR token short-lived: warnings, not errors
         env = {}
         for name in placeholders(text):
-            env[name] = SERVICE_ACCOUNT if name.endswith("SERVICE_ACCOUNT_KEY") else "s3cret"
+            env[name] = SERVICE_ACCOUNT if name.endswith("SA_KEY") else "s3cret"
         config = resolve_secrets(config, env=env)
         plan = diff(config, remote, State(), Fingerprinter(b"k" * 32), prune=True)
 
@@ -157,5 +157,42 @@ def test_an_unset_placeholder_names_its_variable(tmp_path):
 
     path = tmp_path / "registries.yaml"
     path.write_text(import_config(REMOTE[3:4]))
-    with pytest.raises(SecretError, match="REGSYNC_GHCR_IO_TOKEN"):
+    with pytest.raises(SecretError, match="GHCR_IO_TOKEN"):
         resolve_secrets(load_config(str(path)), env={})
+
+
+def test_entries_the_schema_refuses_are_written_commented_out_with_the_reason(tmp_path):
+    # The API accepts both (the official CLI's own Pact uses a 10-digit ECR account).
+    refused = [RemoteRegistry("pact-ecr", "ecr", "1234567890.dkr.ecr.us-east-1.amazonaws.com",
+                              "accesskey", "AKIAEXAMPLE"),
+               RemoteRegistry("my registry", "other", "r.example.com", "password", "me")]
+    result = import_registries(REMOTE[3:4] + refused)
+    assert [slug for slug, _ in result.refused] == ["my registry", "pact-ecr"]
+    assert "is not an Amazon ECR host" in dict(result.refused)["pact-ecr"]
+    path = tmp_path / "registries.yaml"
+    path.write_text(result.text)
+    assert check_files([str(path)]) == []
+    assert [r.slug for r in load_config(str(path)).registries] == ["ghcr.io"]
+    assert "# 'pact-ecr': the API accepted it, but regsync validate refuses it: endpoint" in result.text
+    assert "#   endpoint: 1234567890.dkr.ecr.us-east-1.amazonaws.com\n" in result.text
+    # uncommented, each entry is back, and validate names its problem
+    uncommented = re.sub(r"(?m)^# (?=[- ] )", "", result.text)
+    path.write_text(uncommented)
+    problems = check_files([str(path)])
+    assert len(problems) == 2 and {"slug", "endpoint"} <= {p.message.split()[0] for p in problems}
+
+
+def test_only_refused_entries_still_give_a_valid_file(tmp_path):
+    result = import_registries([RemoteRegistry("my registry", "other", "r.example.com",
+                                               "password", "me")])
+    path = tmp_path / "registries.yaml"
+    path.write_text(result.text)
+    assert load_config(str(path)).registries == ()
+
+
+def test_the_file_starts_with_the_schema_modeline_and_names_variables_after_the_slug():
+    text = import_config(REMOTE[:1])
+    assert text.splitlines()[0] == "# yaml-language-server: $schema=./schema/registries.schema.json"
+    assert env_var_name("acme--prod registry", "password") == "ACME_PROD_REGISTRY_PASSWORD"
+    assert env_var_name("x" * 80, "token") == "X" * 40 + "_TOKEN"
+    assert env_var_name("---", "token") == "REG_TOKEN"

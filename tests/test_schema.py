@@ -126,9 +126,19 @@ def test_bad_variable_syntax(validate, name):
     lines = [line.replace("${", "$").replace("}", "") for line in VALID[name]]
     secret_line = next(i for i, line in enumerate(lines) if ": $" in line)
     field = lines[secret_line].split(":")[0]
+    var = lines[secret_line].split("$")[1]
     out = [line for line in validate(HEAD + entry(lines)) if "warning" not in line]
     assert out == [
-        f"r.yaml:{secret_line + 3}:{5 + len(field) + 2}: {label(name)}: {field} must be ${{VARIABLE}}, "
+        f"r.yaml:{secret_line + 3}:{5 + len(field) + 2}: {label(name)}: {field} must be ${{VARIABLE}} "
+        f"with braces: write {field}: ${{{var}}}"
+    ]
+
+
+@pytest.mark.parametrize("value", ["$9LIVES", "${NOT CLOSED", "$"])
+def test_a_dollar_that_is_no_variable_states_the_rule(validate, value):
+    lines = replace(VALID["ghcr"], "token", f'token: "{value}"')
+    assert validate(HEAD + entry(lines)) == [
+        f'r.yaml:5:12: {label("ghcr")}: token must be ${{VARIABLE}}, '
         "the name made of letters, digits and _ and not starting with a digit"
     ]
 
@@ -201,7 +211,7 @@ def test_endpoint_must_match_the_provider_hosts(validate, name, endpoint):
     title, example = PROVIDERS[name].title, PROVIDERS[name].endpoint_example
     out = [line for line in validate(HEAD + entry(lines)) if "warning" not in line]
     assert out == [
-        f'r.yaml:4:15: {label(name, endpoint)}: endpoint "{endpoint}" is not a {title} host; '
+        f'r.yaml:4:15: {label(name, endpoint)}: endpoint "{endpoint}" is not {"an" if name == "ecr" else "a"} {title} host; '
         f'expected a host like "{example}"'
     ]
 
@@ -259,6 +269,27 @@ def test_unknown_provider_suggests_one(validate):
     assert validate(HEAD + entry(["provider: dockerhubb", "username: x"])) == [
         'r.yaml:3:15: registries[0]: provider "dockerhubb" is not one of: ecr, dockerhub, ghcr, gar, gcr, '
         'quay, nexus, other; did you mean "dockerhub"?'
+    ]
+
+
+@pytest.mark.parametrize(("written", "meant", "more"), [
+    ("GitHub", "ghcr", ""), ("github", "ghcr", ""), ("docker", "dockerhub", ""),
+    ("artifactory", "other", " (any registry that speaks the Docker Registry API, with username and password)"),
+    ("Harbor", "other", " (any registry that speaks the Docker Registry API, with username and password)"),
+])
+def test_a_provider_by_another_name_suggests_regsync_s_name(validate, written, meant, more):
+    assert validate(HEAD + entry([f"provider: {written}", "username: x"])) == [
+        f'r.yaml:3:15: registries[0]: provider "{written}" is not one of: ecr, dockerhub, ghcr, gar, gcr, '
+        f'quay, nexus, other; did you mean "{meant}"?{more}'
+    ]
+
+
+def test_a_tab_in_the_indentation_is_named(validate):
+    assert validate(HEAD + "\t- provider: ghcr\n") == [
+        "r.yaml:3:1: a tab character: YAML indents with spaces only; replace the tab with spaces"
+    ]
+    assert validate(HEAD + "  - provider: ghcr\n\t  username: x\n") == [
+        "r.yaml:4:1: a tab character: YAML indents with spaces only; replace the tab with spaces"
     ]
 
 

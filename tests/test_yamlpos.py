@@ -55,8 +55,7 @@ def test_syntax_error_has_the_problem_position():
 
 def test_tab_indentation():
     assert problems("a:\n\tb: 1\n") == [
-        "r.yaml:2:1: YAML syntax error: found character that cannot start any token "
-        "(while scanning for the next token)"
+        "r.yaml:2:1: a tab character: YAML indents with spaces only; replace the tab with spaces"
     ]
 
 
