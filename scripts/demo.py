@@ -30,7 +30,7 @@ import httpx  # noqa: E402
 from reconciler.sandbox.demo_registry import DEMO_REPOSITORY, DEMO_TAG, DemoRegistry  # noqa: E402
 from reconciler.sandbox.demo_registry import build_image  # noqa: E402
 
-WORK = ROOT / ".regsync-demo"
+WORK = Path(os.environ.get("REGSYNC_DEMO_DIR") or ROOT / ".regsync-demo")
 USER = "demo"
 SANDBOX_TOKEN = "demo-sandbox-token"
 
@@ -99,8 +99,15 @@ class RealRegistry:
         self.log.close()
 
 
+def bold(text: str) -> str:
+    """``text`` in bold on a terminal; as it is in a pipe or a log (or with NO_COLOR)."""
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        return f"\033[1m{text}\033[0m"
+    return text
+
+
 def step(title: str, args: list[str], env: dict, expect: int) -> None:
-    print(f"\n\033[1m$ regsync {' '.join(args)}\033[0m   # {title}", flush=True)
+    print(f"\n{bold('$ regsync ' + ' '.join(args))}   # {title}", flush=True)
     rc = subprocess.run([sys.executable, "-m", "reconciler", *args], env=env, cwd=WORK).returncode
     if rc != expect:
         raise SystemExit(f"demo: `regsync {' '.join(args)}` exited {rc}, expected {expect}")
@@ -165,7 +172,7 @@ def main() -> int:
              ["apply", "--auto-approve"], env, 0)
         step("nothing left to do (exit 0 = no changes)", ["plan", "--detailed-exitcode"], env, 0)
         step("the team's registries", ["ls"], env, 0)
-        print("\ndemo: done. Everything it started is stopped; its files stay in .regsync-demo/")
+        print(f"\ndemo: done. Everything it started is stopped; its files stay in {WORK}/")
         return 0
     finally:
         for thing in reversed(started):
