@@ -25,3 +25,30 @@ def test_every_registries_file_in_the_readme_validates(tmp_path):
         path.write_text(block)
         errors = [str(d) for d in check_files([str(path)]) if d.severity == "error"]
         assert errors == [], block
+
+
+ROOT = README.parent
+
+
+def test_the_design_notes_point_nowhere_outside_the_repository_nor_at_issues():
+    for path in [ROOT / "docs" / "DESIGN.md", ROOT / "README.md", ROOT / "CHANGELOG.md"]:
+        text = path.read_text()
+        assert "../" not in text, path
+        assert not re.search(r"\bissues? #?\d+|(?<![\w&])#\d+\b", text, flags=re.I), path
+    comments = [line.split("#", 1)[1] for line in (ROOT / "pyproject.toml").read_text().splitlines()
+                if "#" in line]
+    assert not [c for c in comments if re.search(r"\bissue\b|#\d", c, flags=re.I)]
+
+
+def test_the_license_is_the_full_apache_2_text_that_pyproject_names():
+    text = (ROOT / "LICENSE").read_text()
+    assert 'license = "Apache-2.0"' in (ROOT / "pyproject.toml").read_text()
+    assert "Apache License\n                           Version 2.0, January 2004" in text
+    assert "END OF TERMS AND CONDITIONS" in text and len(text) > 11000
+    assert (ROOT / "CHANGELOG.md").read_text().startswith("# Changelog\n")
+
+
+def test_the_readme_says_what_to_put_in_gitignore():
+    text = README.read_text()
+    block = text.split("What to put in `.gitignore`", 1)[1].split("```")[1]
+    assert "regsync.state.json.lock" in block and "*.plan" in block
