@@ -41,5 +41,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv"
   python3 -m venv .venv
 fi
-echo "setup: installing regsync and its test dependencies into .venv"
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# The editable install follows code changes by itself; pip runs again only when what it
+# installed from changed: pyproject.toml (dependencies) or the venv's Python.
+stamp=.venv/.regsync-setup-stamp
+want="$(sha256sum pyproject.toml | cut -d' ' -f1) $(.venv/bin/python -c 'import sys; print(sys.version)' | head -n1)"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  echo "setup: .venv is up to date (pyproject.toml unchanged since the last install)"
+else
+  echo "setup: installing regsync and its test dependencies into .venv"
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+  printf '%s\n' "$want" > "$stamp"
+fi

@@ -49,3 +49,14 @@ def test_the_wheel_ships_the_schemas_and_an_installed_copy_uses_them(tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0] == str(site / "reconciler" / "schema")
     assert any('unknown field "usernme"; did you mean "username"?' in line for line in lines[1:])
+
+
+def test_setup_skips_pip_when_pyproject_is_unchanged():
+    # Only the suite's own venv: setup.sh in the checkout, run twice; the second run
+    # (and, when the first found the stamp current, both) must not run pip at all.
+    runs = [subprocess.run(["bash", str(ROOT / "scripts" / "setup.sh")], capture_output=True,
+                           text=True, timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs
+    assert runs[1].stdout.strip().splitlines()[-1] == (
+        "setup: .venv is up to date (pyproject.toml unchanged since the last install)")
+    assert "installing regsync" not in runs[1].stdout
