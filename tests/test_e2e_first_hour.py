@@ -48,35 +48,48 @@ def test_progress_lines_from_parallel_workers_are_whole_lines(project, registry_
     assert all(lines[i + 1].startswith("    image or tag not found") for i in failed)
 
 
-def _pty_run(project, args, *, when: bytes, send: bytes) -> tuple[str, int]:
+def _pty_run(project, args, *, when: bytes, send: bytes, until: bytes) -> tuple[str, int]:
+    """Run regsync on a real pseudo-terminal; once ``when`` shows, type ``send``, and
+    again every 0.5 s until ``until`` shows (a Ctrl-C typed in the instant between the
+    prompt and the read is taken before the read starts). Killed after 60 s."""
     import pty
+    import select
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: regsync with the pty as its terminal
         os.chdir(project.dir)
         os.execve(sys.executable, [sys.executable, "-m", "reconciler", *args], project.env)
     out = b""
-    sent = False
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            chunk = os.read(fd, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
-        if not sent and when in out:
-            os.write(fd, send)
-            sent = True
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
+    sent = (0.0, -1)  # when, and how much output there was then
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            waited = time.monotonic() - sent[0] > 0.5 and until not in out[sent[1]:]
+            if when in out and (sent[1] < 0 or waited):
+                os.write(fd, send)
+                sent = (time.monotonic(), len(out))
+    finally:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:  # still running at the deadline
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
     return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
 
 
 def test_ctrl_c_at_the_prompt_says_interrupted_on_its_own_line_and_exits_130(project, registry_basic):
     project.write(base_config(registry_basic))
-    out, code = _pty_run(project, ["apply", "--skip-tests"], when=b"Enter a value:", send=b"\x03")
+    out, code = _pty_run(project, ["apply", "--skip-tests"], when=b"Enter a value:", send=b"\x03",
+                         until=b"Interrupted.")
     project.outputs.append(out)
     assert code == 130
     assert "Interrupted." in [line.strip() for line in out.splitlines()]
