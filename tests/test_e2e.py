@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -31,6 +32,47 @@ def run(args, *, env, cwd, stdin=None, timeout=60):
         timeout=timeout,
     )
     return proc
+
+
+def pty_run(project, args, *, when: bytes, send: bytes, until: bytes | None = None
+            ) -> tuple[str, int]:
+    """Run regsync on a real pseudo-terminal; once ``when`` shows, type ``send``. With
+    ``until``, type it again every 0.5 s until ``until`` shows (a Ctrl-C typed in the
+    instant between the prompt and the read is taken before the read starts). Killed
+    after 60 s. Returns the output and the exit code."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: regsync with the pty as its terminal
+        os.chdir(project.dir)
+        os.execve(sys.executable, [sys.executable, "-m", "reconciler", *args], project.env)
+    out = b""
+    deadline = time.monotonic() + 60
+    sent = (0.0, -1)  # when, and how much output there was then
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                out += chunk
+            waited = (until is not None and time.monotonic() - sent[0] > 0.5
+                      and until not in out[sent[1]:])
+            if when in out and (sent[1] < 0 or waited):
+                os.write(fd, send)
+                sent = (time.monotonic(), len(out))
+    finally:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == 0:  # still running at the deadline
+            os.kill(pid, signal.SIGKILL)
+            _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
 
 
 @pytest.fixture
@@ -357,33 +399,12 @@ def test_a_saved_plan_takes_no_target_or_prune_of_its_own(project, registry_basi
 
 def test_apply_on_a_terminal_shows_the_plan_and_asks(project, registry_basic, tmp_path):
     """Typed answers through a real pseudo-terminal: only 'yes' applies."""
-    import pty
-
     project.write(base_config(registry_basic))
 
     def on_a_terminal(answer: str) -> str:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: regsync with the pty as its terminal
-            os.chdir(project.dir)
-            os.execve(sys.executable, [sys.executable, "-m", "reconciler", "apply", "--skip-tests"],
-                      project.env)
-        out = b""
-        sent = False
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            out += chunk
-            if not sent and b"Enter a value:" in out:
-                os.write(fd, answer.encode() + b"\n")
-                sent = True
-        os.waitpid(pid, 0)
-        os.close(fd)
-        return out.decode(errors="replace")
+        out, _ = pty_run(project, ["apply", "--skip-tests"], when=b"Enter a value:",
+                         send=answer.encode() + b"\n")
+        return out
 
     declined = on_a_terminal("no")
     assert "Plan: 3 to add, 0 to change, 0 to destroy." in declined

@@ -9,9 +9,8 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
-from tests.test_e2e import CANARY, base_config, project, run  # noqa: F401 - project is a fixture
+from tests.test_e2e import CANARY, base_config, project, pty_run, run  # noqa: F401 - project is a fixture
 
 
 def test_when_every_change_fails_the_last_line_says_apply_failed(project, registry_basic):
@@ -48,47 +47,9 @@ def test_progress_lines_from_parallel_workers_are_whole_lines(project, registry_
     assert all(lines[i + 1].startswith("    image or tag not found") for i in failed)
 
 
-def _pty_run(project, args, *, when: bytes, send: bytes, until: bytes) -> tuple[str, int]:
-    """Run regsync on a real pseudo-terminal; once ``when`` shows, type ``send``, and
-    again every 0.5 s until ``until`` shows (a Ctrl-C typed in the instant between the
-    prompt and the read is taken before the read starts). Killed after 60 s."""
-    import pty
-    import select
-
-    pid, fd = pty.fork()
-    if pid == 0:  # the child: regsync with the pty as its terminal
-        os.chdir(project.dir)
-        os.execve(sys.executable, [sys.executable, "-m", "reconciler", *args], project.env)
-    out = b""
-    deadline = time.monotonic() + 60
-    sent = (0.0, -1)  # when, and how much output there was then
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                out += chunk
-            waited = time.monotonic() - sent[0] > 0.5 and until not in out[sent[1]:]
-            if when in out and (sent[1] < 0 or waited):
-                os.write(fd, send)
-                sent = (time.monotonic(), len(out))
-    finally:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done == 0:  # still running at the deadline
-            os.kill(pid, signal.SIGKILL)
-            _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    return out.decode(errors="replace"), os.waitstatus_to_exitcode(status)
-
-
 def test_ctrl_c_at_the_prompt_says_interrupted_on_its_own_line_and_exits_130(project, registry_basic):
     project.write(base_config(registry_basic))
-    out, code = _pty_run(project, ["apply", "--skip-tests"], when=b"Enter a value:", send=b"\x03",
+    out, code = pty_run(project, ["apply", "--skip-tests"], when=b"Enter a value:", send=b"\x03",
                          until=b"Interrupted.")
     project.outputs.append(out)
     assert code == 130
