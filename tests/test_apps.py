@@ -128,7 +128,7 @@ def test_import_writes_slugs_and_the_file_plans_no_change_but_credentials(projec
     text = (tmp_path / "imported.yaml").read_text()
     assert "apps:\n  - my-app\n" in text and "app_ids:\n  - raw-id\n" in text
     assert project.regsync("validate", "imported.yaml")[0] == 0
-    monkeypatch.setenv("REGSYNC_SCOPED_PASSWORD", "s3cret-value")
+    monkeypatch.setenv("SCOPED_PASSWORD", "s3cret-value")
     code, out, _ = project.regsync("plan", "-c", "imported.yaml")
     assert code == 0
     assert "credentials: (will be set)" in out and "appIds" not in out
