@@ -384,20 +384,12 @@ def apply(
         _write_text(report, apply_markdown(result))
     elif report:
         _write_json(report, result.report_data())
-    c = result.counts
-    done = (f"{c['added']} added, {c['changed']} changed, {c['destroyed']} destroyed; "
-            f"tests: {c['tests_passed']} passed, {c['tests_failed']} failed.")
-    if c["failed"]:
-        _err(f"{c['failed']} change(s) failed; the state file records what succeeded.")
-    failures = []
-    if c["failed"]:
-        failures.append(f"{c['failed']} of {len(result.changes)} changes failed")
-    if c["tests_failed"]:
-        failures.append(f"{c['tests_failed']} of {len(result.tests)} image tests failed")
-    if failures:
-        _say(f"Apply failed: {', '.join(failures)}; {done}")
-    else:
-        _say(f"Apply complete: {done}")
+    from reconciler.report import summary_line
+
+    failed = result.counts["failed"]
+    if failed:
+        _err(f"{failed} change(s) failed; the state file records what succeeded.")
+    _say(summary_line(result))  # `Apply complete: ...` only when nothing failed
     return EXIT_OK if result.ok else EXIT_ERROR
 
 
