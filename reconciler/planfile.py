@@ -194,13 +194,52 @@ def check_fresh(
         if saved.fingerprints.get(slug) != fingerprints.get(slug):
             label = labels.get(slug, f'"{slug}"')
             raise PlanError(f"{stale}the secret of {label} no longer matches the plan; {_AGAIN}")
-    if _comparable(saved.data) != _comparable(plan.data):
-        before, now = saved.data.get("summary"), plan.data["summary"]
-        detail = f" (saved {_counts(before)}; now {_counts(now)})" if before != now else ""
+    then, now = _comparable(saved.data), _comparable(plan.data)
+    if then != now:
+        before, after = saved.data.get("summary"), plan.data["summary"]
+        counts = f"saved {_counts(before)}; now {_counts(after)}; " if before != after else ""
         raise PlanError(
-            f"{stale}the plan computed now differs from the saved one{detail}: the state "
-            f"file changed, or other --target/--prune options were given; {_AGAIN}"
+            f"{stale}the plan computed now differs from the saved one ({counts}differs in: "
+            f"{_what_differs(then, now)}): the state file changed, or other --target/--prune "
+            f"options were given; {_AGAIN}"
         )
+
+
+def _keyed(data: dict) -> dict:
+    """Plan data with its changes keyed by action and slug, so that a difference is named by
+    the registry it concerns rather than by a position in a list."""
+    changes = data.get("changes", [])
+    keyed = {
+        f"{c.get('action')} {c.get('slug')}": c for c in changes if isinstance(c, dict)
+    }
+    return {**data, "changes": keyed}
+
+
+def _what_differs(then: dict, now: dict, limit: int = 5) -> str:
+    """Which changes (or which other parts of the plan) differ between two plan documents.
+
+    The one place regsync wants a structural diff of nested data: a saved plan against
+    the one computed now, once per apply of a saved plan. deepdiff names every differing
+    path, including items added to or removed from a list; only the names are shown (the
+    plan holds no secret, but values from the API are not echoed here either)."""
+    from deepdiff import DeepDiff
+
+    from reconciler.render import printable
+
+    found: list[str] = []
+    tree = DeepDiff(_keyed(then), _keyed(now), view="tree")
+    for level in (level for levels in tree.values() for level in levels):
+        path = level.path(output_format="list")
+        if not path or path[0] in ("digest", "digest_items", "summary"):
+            continue
+        name = f"change {path[1]}" if path[0] == "changes" and len(path) > 1 else str(path[0])
+        if name not in found:
+            found.append(name)
+    if not found:
+        return "the plan's summary"
+    shown = ", ".join(printable(name)[:100] for name in sorted(found)[:limit])
+    more = f" and {len(found) - limit} more" if len(found) > limit else ""
+    return shown + more
 
 
 def _counts(summary) -> str:

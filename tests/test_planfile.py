@@ -150,7 +150,8 @@ def test_stale_when_the_plan_computed_now_differs(world, saved):
         world.check(saved)
     assert str(err.value) == (
         "the saved plan is stale: the plan computed now differs from the saved one (saved "
-        "1 to add, 1 to change, 1 to destroy; now 1 to add, 0 to change, 1 to destroy): the "
+        "1 to add, 1 to change, 1 to destroy; now 1 to add, 0 to change, 1 to destroy; "
+        "differs in: change noop b-hub, change update b-hub): the "
         "state file changed, or other --target/--prune options were given; run regsync plan "
         "again and review the new plan"
     )
