@@ -51,13 +51,44 @@ class ListFormat(str, Enum):
     json = "json"
 
 
+class StateFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
 ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="The registries file.", show_default=True)
 ]
 StateOpt = Annotated[
-    Optional[Path],
-    typer.Option(help="State file. [default: regsync.state.json beside the registries file]"),
+    Optional[str],
+    typer.Option(
+        help="Where the state lives: PATH, s3://BUCKET/KEY or git:BRANCH. "
+        "[default: $REGSYNC_STATE, settings.state, else regsync.state.json beside the registries file]",
+        show_default=False,
+    ),
 ]
+LockTimeoutOpt = Annotated[
+    str,
+    typer.Option("--lock-timeout", help="How long to wait for the state's lock (30s, 2m)."),
+]
+RekeyOpt = Annotated[
+    bool,
+    typer.Option("--rekey", help="Accept a new REGSYNC_STATE_KEY: every credential is set again once."),
+]
+ReplaceOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--replace", help="Set this registry's credentials again even if unchanged (repeatable).",
+                 show_default=False),
+]
+
+
+def _duration(text: str) -> float:
+    from reconciler.state.lock import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--lock-timeout") from None
 TokenOpt = Annotated[
     Optional[str],
     typer.Option(
@@ -194,6 +225,8 @@ def plan(
     target: TargetOpt = None,
     prune: PruneOpt = False,
     check_credentials: CheckCredentialsOpt = False,
+    rekey: RekeyOpt = False,
+    replace: ReplaceOpt = None,
     api_token: TokenOpt = None,
     api_origin: OriginOpt = None,
 ) -> int:
@@ -203,6 +236,7 @@ def plan(
     session = workflow.run_plan(
         config, env=os.environ, token=api_token, origin=api_origin, state_path=state,
         prune=prune, targets=target or (), check_credentials=check_credentials,
+        rekey=rekey, replace=replace or (),
     )
     _print_warnings(session.config)
     checks = session.checks  # None without --check-credentials
@@ -317,6 +351,9 @@ def apply(
             "tests: image with the file's credentials; change nothing when one fails.",
         ),
     ] = False,
+    lock_timeout: LockTimeoutOpt = "0s",
+    rekey: RekeyOpt = False,
+    replace: ReplaceOpt = None,
     api_token: TokenOpt = None,
     api_origin: OriginOpt = None,
 ) -> int:
@@ -340,7 +377,7 @@ def apply(
         config = Path(saved.config_path)
         prune, target = saved.prune, list(saved.targets)
         if state is None and saved.state_path:
-            state = Path(saved.state_path)
+            state = saved.state_path
     elif not auto_approve and not sys.stdin.isatty():
         _err(
             "error: apply needs confirmation, and there is no terminal to ask on: "
@@ -369,6 +406,9 @@ def apply(
         force=force,
         check_credentials=check_credentials,
         on_checks=lambda checks: _render_checks(checks, PlanFormat.text, sys.stdout),
+        lock_timeout=_duration(lock_timeout),
+        rekey=rekey,
+        replace=replace or (),
         on_config=_print_warnings,
         show_plan=None if saved else lambda p: _render_plan(p, PlanFormat.text, sys.stdout),
         confirm=None if (saved or auto_approve) else _confirm,
@@ -388,7 +428,7 @@ def apply(
 
     failed = result.counts["failed"]
     if failed:
-        _err(f"{failed} change(s) failed; the state file records what succeeded.")
+        _err(f"{failed} change(s) failed; the state records what succeeded.")
     _say(summary_line(result))  # `Apply complete: ...` only when nothing failed
     return EXIT_OK if result.ok else EXIT_ERROR
 
@@ -609,6 +649,103 @@ def sandbox(
 from reconciler import cli_github  # noqa: E402  (typer only: `regsync github ...`)
 
 app.add_typer(cli_github.app, name="github")
+
+
+state_app = typer.Typer(
+    **{**_APP_SETTINGS, "name": "state",
+       "help": "Inspect and manage the state: show, unlock, rm, migrate, new-key."}
+)
+app.add_typer(state_app)
+
+
+def _state_store(config: Path, state: Optional[str]):
+    from reconciler.state.commands import open_store
+
+    return open_store(state, env=os.environ, config_path=config)
+
+
+@state_app.command("show")
+def state_show(
+    config: ConfigOpt = Path("registries.yaml"),
+    state: StateOpt = None,
+    fmt: Annotated[StateFormat, typer.Option("--format", help="Output format.")] = StateFormat.text,
+) -> int:
+    """What the state records per registry, and where it lives (never a secret)."""
+    from reconciler import render
+    from reconciler.state.commands import show_data
+
+    data = show_data(_state_store(config, state))
+    if fmt is StateFormat.json:
+        _write_json_stream(data)
+    else:
+        render.state_text(data, sys.stdout)
+    return EXIT_OK
+
+
+@state_app.command("unlock")
+def state_unlock(
+    lock_id: Annotated[str, typer.Argument(help="The ID the lock error printed.")],
+    config: ConfigOpt = Path("registries.yaml"),
+    state: StateOpt = None,
+) -> int:
+    """Remove a lock left by a run that crashed or was killed."""
+    store = _state_store(config, state)
+    store.backend.force_unlock(lock_id)
+    _err(f"Removed lock {lock_id} from {store.location}.")
+    return EXIT_OK
+
+
+@state_app.command("rm")
+def state_rm(
+    slugs: Annotated[list[str], typer.Argument(help="Slugs to forget.")],
+    config: ConfigOpt = Path("registries.yaml"),
+    state: StateOpt = None,
+    lock_timeout: LockTimeoutOpt = "0s",
+) -> int:
+    """Forget registries: the next apply sets their credentials again."""
+    from reconciler.state.commands import remove
+
+    store = _state_store(config, state)
+    removed = remove(store, slugs, lock_timeout=_duration(lock_timeout))
+    _err(f"Removed {', '.join(removed)} from {store.location}; the next apply sets their credentials again.")
+    return EXIT_OK
+
+
+@state_app.command("migrate")
+def state_migrate(
+    to: Annotated[str, typer.Option("--to", help="The new location: PATH, s3://BUCKET/KEY or git:BRANCH.")],
+    config: ConfigOpt = Path("registries.yaml"),
+    state: StateOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a state already there.")] = False,
+    lock_timeout: LockTimeoutOpt = "0s",
+) -> int:
+    """Copy the state to another backend, fingerprints and all."""
+    from reconciler.state.commands import migrate
+
+    source = _state_store(config, state)
+    target, count = migrate(source, to, env=os.environ, config_path=config, force=force,
+                            lock_timeout=_duration(lock_timeout))
+    _err(f"Copied the state ({count} registries) from {source.location} to {target}; "
+         f"the old one is left as it was.")
+    _err(f"Use it from now on: in {config}, under settings:, write")
+    print(f"  state: {target}")
+    return EXIT_OK
+
+
+@state_app.command("new-key")
+def state_new_key() -> int:
+    """Print a random 256-bit key for REGSYNC_STATE_KEY."""
+    from reconciler.state.store import new_key
+
+    print(new_key())
+    _err("Store it as a secret named REGSYNC_STATE_KEY for every job and person that runs regsync.")
+    return EXIT_OK
+
+
+def _write_json_stream(data) -> None:
+    import json
+
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
 def _click_exception_types():

@@ -186,6 +186,15 @@ def _semantic(doc: yamlpos.Document, labels: Labels, sops: bool) -> list[Diagnos
     """What the schema cannot say: unique and reserved slugs, image references, where
     secrets may come from, and the providers' warnings."""
     out: list[Diagnostic] = []
+    settings = doc.data.get("settings") if isinstance(doc.data, dict) else None
+    if isinstance(settings, dict) and isinstance(settings.get("state"), str):
+        from reconciler.state.location import parse_location
+
+        try:
+            parse_location(settings["state"])
+        except ValueError as exc:
+            line, col = doc.value_pos(("settings", "state"))
+            out.append(Diagnostic(doc.file, line, col, "settings", f"state: {exc}"))
     registries = doc.data.get("registries") if isinstance(doc.data, dict) else None
     if not isinstance(registries, list):
         return out
@@ -290,6 +299,7 @@ def _build(doc: yamlpos.Document, sops: bool, warnings: tuple) -> Config:
         prune=bool(raw_settings.get("prune", False)),
         max_deletes=int(raw_settings.get("max_deletes", 1)),
         ignore=tuple(raw_settings.get("ignore") or ()),
+        state=raw_settings.get("state") or None,
     )
     registries = []
     for i, entry in enumerate(data.get("registries") or ()):

@@ -40,6 +40,7 @@ class Settings:
     prune: bool = False
     max_deletes: int = 1
     ignore: tuple[str, ...] = ()
+    state: str | None = None  # where the state lives (reconciler.state.location), as written
 
     def ignores(self, slug: str) -> bool:
         return matches(slug, self.ignore)

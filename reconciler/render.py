@@ -270,3 +270,31 @@ def registries_json(remote: Sequence[RemoteRegistry], stream: TextIO) -> None:
         for r in remote
     ]
     stream.write(json.dumps(rows, indent=2) + "\n")
+
+
+def state_text(data: dict, stream: TextIO) -> None:
+    """`regsync state show`: the backend, serial, lineage, lock, then one row a registry."""
+    stream.write(f"State: {printable(data['location'])} ({data['backend']})\n")
+    if not data["exists"]:
+        stream.write("  no state there yet: the first apply writes it\n")
+        return
+    stream.write(f"  serial {data['serial']}, lineage {printable(data['lineage'] or '-')}, "
+                 f"key check {printable(data['key_check'] or '-')}\n")
+    lock = data["lock"]
+    if lock:
+        stream.write(f"  locked: lock {printable(lock['id'])} held by {printable(lock['who'])} since "
+                     f"{printable(lock['when'])} for `regsync {printable(lock['operation'])}`\n")
+    else:
+        stream.write("  not locked\n")
+    header = ("SLUG", "PROVIDER", "SET BY REGSYNC", "UPDATED AT", "FINGERPRINT")
+    rows = [
+        tuple(printable(str(v)) for v in (
+            r["slug"], r["provider"], r["set_at"] or "-", r["updated_at"] or "-",
+            "held" if r["fingerprint"] else "none"))
+        for r in data["registries"]
+    ]
+    stream.write(f"  {len(rows)} registries\n")
+    if rows:
+        widths = [max(len(x) for x in col) for col in zip(header, *rows, strict=True)]
+        for row in (header, *rows):
+            stream.write("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() + "\n")

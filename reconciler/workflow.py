@@ -7,7 +7,10 @@ returns values; nothing prints. The order matters and is the safety story:
    schema error can ever contain one);
 2. resolve secrets (an unset variable stops everything before any network call);
 3. list the team's registries (one API call, whatever their number);
-4. load the state, diff, and build the Plan.
+4. load the state (and check its key), diff, and build the Plan.
+
+Where the state lives is chosen here, first match wins: ``--state``, ``$REGSYNC_STATE``,
+``settings.state``, else ``regsync.state.json`` beside the registries file.
 """
 
 from __future__ import annotations
@@ -25,6 +28,25 @@ STATE_FILENAME = "regsync.state.json"
 def default_state_path(config_path: str | os.PathLike) -> Path:
     """The state file lives beside the registries file it belongs to."""
     return Path(config_path).resolve().parent / STATE_FILENAME
+
+
+def state_location(option, *, env: Mapping[str, str], config_path, settings_state: str | None = None):
+    """The state's Location: ``--state``, ``$REGSYNC_STATE``, ``settings.state``, or
+    the default. A form regsync does not know is a StateError."""
+    from reconciler.errors import StateError
+    from reconciler.state.location import choose_location
+
+    try:
+        return choose_location(option, env=env, settings_state=settings_state, config_path=config_path)
+    except ValueError as exc:
+        raise StateError(str(exc)) from None
+
+
+def open_store(location, config_path):
+    """The StateStore for ``location``; a git: state uses the registries file's repository."""
+    from reconciler.state.store import StateStore
+
+    return StateStore(location, repo_dir=Path(config_path).resolve().parent)
 
 
 def api_token(env: Mapping[str, str], token: str | None = None) -> str:
@@ -55,7 +77,7 @@ class Session:
     """One plan's inputs and result, kept together so apply can use them."""
 
     config: Config
-    state_path: Path
+    store: object  # reconciler.state.store.StateStore
     state: object  # reconciler.state.State
     remote: list[RemoteRegistry]
     fingerprinter: object  # reconciler.state.Fingerprinter
@@ -63,6 +85,19 @@ class Session:
     prune: bool
     targets: tuple[str, ...]
     checks: tuple | None = None  # CredentialChecks, when --check-credentials ran
+    rekeyed: bool = False  # --rekey dropped fingerprints of another key
+
+    @property
+    def state_path(self) -> str:
+        """The state's location, as --state takes it."""
+        return str(self.store.location)
+
+    @property
+    def saved_state_path(self) -> str:
+        """The location for a saved plan: a local file's path made absolute, so that the
+        plan can be applied from another directory."""
+        location = self.store.location
+        return os.path.abspath(location.path) if location.kind == "file" else str(location)
 
     @property
     def config_path(self) -> Path:
@@ -91,21 +126,41 @@ def make_plan(
     state_path: str | os.PathLike | None = None,
     prune: bool = False,
     targets: Collection[str] = (),
+    store=None,
+    rekey: bool = False,
+    replace: Collection[str] = (),
 ) -> Session:
-    """Steps 3 and 4, for a ``config`` from ``load_desired``."""
+    """Steps 3 and 4, for a ``config`` from ``load_desired``. ``replace``: slugs whose
+    credentials are set again even when their fingerprint matches."""
     from reconciler.apps import app_names, needs_apps, resolve_apps
     from reconciler.diff import diff
-    from reconciler.state import Fingerprinter, load_state, state_key
+    from reconciler.state import Fingerprinter
+    from reconciler.state.store import check_key, fingerprint_key
 
+    if store is None:
+        location = state_location(state_path, env=env, config_path=config.path,
+                                  settings_state=config.settings.state)
+        store = open_store(location, config.path)
+    fingerprinter = Fingerprinter(fingerprint_key(store.location, env, token))
+    unknown = sorted(set(replace) - set(config.by_slug()))
+    if unknown:
+        from reconciler.errors import RegsyncError
+
+        raise RegsyncError(f"{config.path}: --replace: no registry with slug {', '.join(map(repr, unknown))}")
+    state = store.load()
+    rekeyed = check_key(store.location, state, fingerprinter, rekey=rekey)
+    for slug in replace:
+        record = state.registries.get(slug)
+        if record is not None:
+            from dataclasses import replace as with_fields
+
+            state.registries[slug] = with_fields(record, fingerprint=None)
     names = None
     if needs_apps(config):  # one GET /v3/apps, only when the file names apps by slug
         team_apps = api.list_apps()
         config = resolve_apps(config, team_apps)
         names = app_names(team_apps)
     remote = api.list_registries()
-    state_file = Path(state_path) if state_path else default_state_path(config.path)
-    state = load_state(state_file)
-    fingerprinter = Fingerprinter(state_key(env, token))
     plan = diff(
         config,
         remote,
@@ -118,13 +173,14 @@ def make_plan(
     plan = _with_digest(plan, config, fingerprinter)
     return Session(
         config=config,
-        state_path=state_file,
+        store=store,
         state=state,
         remote=remote,
         fingerprinter=fingerprinter,
         plan=plan,
         prune=prune,
         targets=tuple(targets),
+        rekeyed=rekeyed,
     )
 
 
@@ -153,16 +209,22 @@ def run_plan(
     prune: bool = False,
     targets: Collection[str] = (),
     check_credentials: bool = False,
+    rekey: bool = False,
+    replace: Collection[str] = (),
 ) -> Session:
     """Steps 1 to 4, in their order: the file, its secrets, the token, then the API;
     with ``check_credentials``, the API then tests each new or changed registry's
-    credentials from the file (``Session.checks``)."""
+    credentials from the file (``Session.checks``). The state is read without its
+    lock: a plan needs only read access."""
     desired = load_desired(config_path, env=env)
     _settle()
     token = api_token(env, token)
+    location = state_location(state_path, env=env, config_path=desired.path,
+                              settings_state=desired.settings.state)
+    store = open_store(location, desired.path)
     with open_api(env, token=token, origin=origin) as api:
-        session = make_plan(desired, env=env, api=api, token=token, state_path=state_path,
-                            prune=prune, targets=targets)
+        session = make_plan(desired, env=env, api=api, token=token, store=store,
+                            prune=prune, targets=targets, rekey=rekey, replace=replace)
         if check_credentials:
             from reconciler.credcheck import check_credentials as run_checks
 
@@ -186,13 +248,16 @@ def run_apply(
     force: bool = False,
     check_credentials: bool = False,
     on_checks: Callable | None = None,
+    lock_timeout: float = 0.0,
+    rekey: bool = False,
+    replace: Collection[str] = (),
     on_config: Callable[[Config], None] = lambda config: None,
     show_plan: Callable | None = None,
     confirm: Callable | None = None,
     on_change: Callable | None = None,
     on_test: Callable | None = None,
 ):
-    """Plan under the state lock; refuse a saved plan that no longer holds, and more
+    """Plan under the state's lock (held for the whole run); refuse a saved plan that no longer holds, and more
     deletes than max_deletes unless ``force``; show the plan; with
     ``check_credentials``, test the file's credentials (``on_checks`` sees the results)
     and change nothing when one fails; ask ``confirm`` when given; make the changes;
@@ -201,16 +266,17 @@ def run_apply(
     from reconciler.apply import (
         ApplyResult, apply_plan, run_image_tests, skipped_tests, untestable,
     )
-    from reconciler.state import StateLock
-
     desired = load_desired(config_path, env=env)
     _settle()
     token = api_token(env, token)
-    state_file = Path(state_path) if state_path else default_state_path(config_path)
-    with open_api(env, token=token, origin=origin) as api, StateLock(state_file):
+    location = state_location(state_path, env=env, config_path=desired.path,
+                              settings_state=desired.settings.state)
+    store = open_store(location, desired.path)
+    with open_api(env, token=token, origin=origin) as api, \
+            store.locked("apply", timeout=lock_timeout):
         session = make_plan(
-            desired, env=env, api=api, token=token, state_path=state_file, prune=prune,
-            targets=targets,
+            desired, env=env, api=api, token=token, store=store, prune=prune,
+            targets=targets, rekey=rekey, replace=replace,
         )
         on_config(session.config)
         if saved is not None:
@@ -232,10 +298,15 @@ def run_apply(
             raise_if_failed(checks)  # before asking, and before any change
         if confirm is not None and session.plan.has_changes and not confirm(session.plan):
             return None
-        outcomes = apply_plan(
-            session.plan, api, state=session.state, state_path=session.state_path,
-            fingerprinter=session.fingerprinter, parallelism=parallelism, on_event=on_change,
-        )
+        writer = store.writer(session.state, key_id=session.fingerprinter.key_id,
+                              compact_first=session.rekeyed)
+        try:
+            outcomes = apply_plan(
+                session.plan, api, state=session.state, fingerprinter=session.fingerprinter,
+                parallelism=parallelism, on_event=on_change, writer=writer,
+            )
+        finally:
+            writer.close()  # the journal compacted, or the last push: before the tests
         slugs = None
         if targets:  # globs, like settings.ignore
             from reconciler.model import matches
@@ -265,7 +336,7 @@ def save_session_plan(session: Session, out: str | os.PathLike) -> None:
         key_id=session.fingerprinter.key_id,
         prune=session.prune,
         targets=session.targets,
-        state_path=str(session.state_path.resolve()),
+        state_path=session.saved_state_path,
     )
 
 

@@ -104,7 +104,8 @@ def test_first_apply_creates_everything_and_records_fingerprints_and_updated_at(
     assert set(remote["beta"].app_ids) == {"app-1", "app-2"}
 
     saved = load_state(tmp_path / "state.json")
-    assert saved.serial == 3  # saved after each of the three creates
+    assert saved.serial == 1  # each create journalled, the file written once at the end
+    assert not (tmp_path / "state.json.journal").exists()
     assert saved.key_id == fp.key_id
     for r in regs:
         entry = saved.registries[r.slug]

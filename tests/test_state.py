@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -228,9 +230,11 @@ def test_a_second_lock_waits_then_fails_naming_the_holder(holder):
     with pytest.raises(StateError) as err:
         StateLock(path, timeout=0.5).acquire()
     assert time.monotonic() - started >= 0.45
-    assert str(err.value).startswith(
-        f"{path} is locked by another regsync apply (pid {proc.pid}); waited 0.5s."
-    )
+    message = str(err.value)
+    assert message.startswith(f"{path} is locked: lock ")
+    assert f"held by {getpass.getuser()}@{socket.gethostname()} since " in message
+    assert "for `regsync apply` (regsync " in message
+    assert "waited 0.5s. Try again when it has finished" in message
     _let_go(proc)
     proc.wait(timeout=10)
     with StateLock(path, timeout=2):
@@ -246,7 +250,8 @@ def test_a_second_lock_succeeds_once_the_first_is_released(holder):
         with StateLock(path, timeout=10) as lock:
             assert time.monotonic() - started >= 0.25
             with open(lock.lock_path) as f:
-                assert f.read().strip() == str(os.getpid())
+                held = json.load(f)
+            assert held["operation"] == "apply" and len(held["id"]) == 36
     finally:
         timer.cancel()
 

@@ -1,5 +1,10 @@
-"""The state file: what regsync last set, so a plan can tell a changed secret from an
+"""The state: what regsync last set, so a plan can tell a changed secret from an
 unchanged one although the API never returns a password.
+
+This module holds the state's data and its text form, the fingerprints and their key,
+and the local file's primitives; where a state lives and how it is shared are in
+``location`` (the forms), ``store`` (load, lock, write), and one module per backend
+(``filebackend``, ``s3``, ``gitstore``).
 
 It holds, per slug, a keyed fingerprint (HMAC-SHA256) of the credential regsync last
 sent and the API's ``updatedAt`` right after that change; never a secret. Keyed with
@@ -12,15 +17,11 @@ Writes are atomic (temp file in the same directory, fsync, ``os.replace``, mode 
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import hmac
 import json
 import os
-import tempfile
 import threading
-import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,10 @@ from typing import NamedTuple
 from pathlib import Path
 
 from reconciler.errors import StateError
-from reconciler.model import DesiredRegistry
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # validate imports reconciler.state.location; keep this package light
+    from reconciler.model import DesiredRegistry
 
 STATE_FORMAT_VERSION = 1
 
@@ -43,6 +47,7 @@ class RegistryState:
     fingerprint: str | None  # "hmac-sha256:<hex>" of the credential regsync last set
     updated_at: str | None  # the API's updatedAt right after regsync's own change
     team_id: str | None = None  # the API's teamId then: a record is only good for that team
+    set_at: str | None = None  # when regsync recorded it (UTC, this machine's clock)
 
 
 @dataclass
@@ -59,12 +64,16 @@ class State:
             "lineage": self.lineage,
             "key_id": self.key_id,
             "registries": {
-                slug: _registry_data(r) for slug, r in sorted(self.registries.items())
+                slug: registry_data(r) for slug, r in sorted(self.registries.items())
             },
         }
 
 
-def _registry_data(r: RegistryState) -> dict:
+def new_lineage() -> str:
+    return uuid.uuid4().hex
+
+
+def registry_data(r: RegistryState) -> dict:
     data = {
         "provider": r.provider,
         "endpoint": r.endpoint,
@@ -73,15 +82,44 @@ def _registry_data(r: RegistryState) -> dict:
     }
     if r.team_id:  # absent from files written before it was recorded
         data["team_id"] = r.team_id
+    if r.set_at:
+        data["set_at"] = r.set_at
     return data
+
+
+def _not_a_state(path: str, what: str) -> StateError:
+    return StateError(
+        f"{path}: not a regsync state file ({what}); restore it from a backup, "
+        "or delete it to start over (every credential will then be re-set)"
+    )
+
+
+def registry_from_data(path: str, slug: str, entry: object) -> RegistryState:
+    if not isinstance(entry, dict):
+        raise _not_a_state(path, f"registries.{slug} is not an object")
+    values = {}
+    for name in ("provider", "endpoint", "fingerprint", "updated_at", "team_id", "set_at"):
+        value = entry.get(name)
+        if value is not None and not isinstance(value, str):
+            raise _not_a_state(path, f"registries.{slug}.{name} is not a string")
+        values[name] = value
+    return RegistryState(
+        provider=values["provider"] or "",
+        endpoint=values["endpoint"] or "",
+        fingerprint=values["fingerprint"],
+        updated_at=values["updated_at"],
+        team_id=values["team_id"] or None,
+        set_at=values["set_at"] or None,
+    )
+
+
+def state_text(state: State) -> str:
+    return json.dumps(state.to_data(), indent=2) + "\n"
 
 
 def _state_from_data(path: str, data: object) -> State:
     def bad(what: str) -> StateError:
-        return StateError(
-            f"{path}: not a regsync state file ({what}); restore it from a backup, "
-            "or delete it to start over (every credential will then be re-set)"
-        )
+        return _not_a_state(path, what)
 
     if not isinstance(data, dict):
         raise bad("the document is not a JSON object")
@@ -103,30 +141,23 @@ def _state_from_data(path: str, data: object) -> State:
     raw = data.get("registries") or {}
     if not isinstance(raw, dict):
         raise bad("registries is not an object")
-    registries: dict[str, RegistryState] = {}
-    for slug, entry in raw.items():
-        if not isinstance(entry, dict):
-            raise bad(f"registries.{slug} is not an object")
-        values = {}
-        for name in ("provider", "endpoint", "fingerprint", "updated_at", "team_id"):
-            value = entry.get(name)
-            if value is not None and not isinstance(value, str):
-                raise bad(f"registries.{slug}.{name} is not a string")
-            values[name] = value
-        registries[slug] = RegistryState(
-            provider=values["provider"] or "",
-            endpoint=values["endpoint"] or "",
-            fingerprint=values["fingerprint"],
-            updated_at=values["updated_at"],
-            team_id=values["team_id"] or None,
-        )
+    registries = {slug: registry_from_data(path, slug, entry) for slug, entry in raw.items()}
     return State(serial=serial, lineage=lineage, key_id=key_id, registries=registries)
 
 
 def load_state(path) -> State:
-    """The state at ``path``; an empty State when the file does not exist yet."""
+    """The state in the local file ``path`` (with the journal of an apply that died
+    replayed onto it); an empty State when the file does not exist yet."""
+    from reconciler.state.filebackend import replay_journal
+
     path = os.fspath(path)
-    text = read_text(path, what="state file", error=StateError, missing_ok=True)
+    state = parse_state(path, read_text(path, what="state file", error=StateError, missing_ok=True))
+    replay_journal(path, state)
+    return state
+
+
+def parse_state(path: str, text: str | None) -> State:
+    """The State in ``text`` (read from ``path``, named in errors); empty for None."""
     if text is None:
         return State()
     try:
@@ -160,6 +191,8 @@ def write_atomic(path: str, text: str, *, newer_than: Callable[[], bool] | None 
     ``newer_than``, when given, is called under a lock just before the rename; if it
     says a newer version is already in place, this one is dropped instead."""
     directory = os.path.dirname(os.path.abspath(path))
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
@@ -245,57 +278,29 @@ def save_state(path, state: State) -> None:
 
 
 class StateLock:
-    """An exclusive lock on the state file for the whole apply (``flock`` on
-    ``<path>.lock``). A second holder polls until ``timeout``, then fails clearly.
-    The operating system releases the lock when its process ends."""
+    """The lock of a local state file, as ``with StateLock(path):`` (an exclusive
+    ``flock`` on ``<path>.lock`` holding who took it). A second holder polls until
+    ``timeout`` seconds, then fails naming the holder. The operating system releases
+    the lock when its process ends. Other backends lock through ``store.StateStore``."""
 
-    def __init__(self, path, *, timeout: float = 5.0, poll: float = 0.05):
+    def __init__(self, path, *, timeout: float = 0.0, poll: float = 0.05, operation: str = "apply"):
+        from reconciler.state.filebackend import FileBackend
+        from reconciler.state.location import Location
+
         self.path = os.fspath(path)
-        self.lock_path = f"{self.path}.lock"
+        self.backend = FileBackend(Location("file", self.path))
+        self.lock_path = self.backend.lock_path
         self.timeout = timeout
         self.poll = poll
-        self._fd: int | None = None
+        self.operation = operation
 
     def acquire(self) -> None:
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise StateError(
-                f"{self.lock_path}: cannot create the state lock: {exc.strerror or exc}"
-            ) from exc
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except OSError as exc:
-                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                    os.close(fd)
-                    raise StateError(
-                        f"{self.lock_path}: cannot lock the state file: {exc.strerror or exc}"
-                    ) from exc
-                if time.monotonic() >= deadline:
-                    holder = _read_pid(fd)
-                    os.close(fd)
-                    who = f" (pid {holder})" if holder else ""
-                    raise StateError(
-                        f"{self.path} is locked by another regsync apply{who}; waited "
-                        f"{self.timeout:g}s. Try again when it has finished (the lock is "
-                        "released when that process ends)"
-                    ) from None
-                time.sleep(self.poll)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
+        from reconciler.state.lock import LockInfo, acquire
+
+        acquire(self.backend, LockInfo.new(self.operation), timeout=self.timeout, poll=self.poll)
 
     def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.ftruncate(fd, 0)
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-                os.close(fd)
+        self.backend.release()
 
     def __enter__(self) -> StateLock:
         self.acquire()
@@ -303,14 +308,6 @@ class StateLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
-
-
-def _read_pid(fd: int) -> str:
-    try:
-        raw = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return ""
-    return raw if raw.isdigit() else ""
 
 
 class Fingerprinter:
