@@ -48,7 +48,7 @@ want="$(sha256sum pyproject.toml | cut -d' ' -f1) $(.venv/bin/python -c 'import 
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   echo "setup: .venv is up to date (pyproject.toml unchanged since the last install)"
 else
-  echo "setup: installing regsync and its test dependencies into .venv"
+  echo "setup: installing regsync and its test dependencies into .venv (boto3 and SeaweedFS for the state tests)"
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
   printf '%s\n' "$want" > "$stamp"
 fi

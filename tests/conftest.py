@@ -6,7 +6,9 @@ pytest_plugins = [
     "tests.fixtures.apiclient",
     "tests.fixtures.badserver",
     "tests.fixtures.github",
+    "tests.fixtures.gitrepos",
     "tests.fixtures.guard",
     "tests.fixtures.registry",
     "tests.fixtures.sandbox",
+    "tests.fixtures.seaweed",
 ]

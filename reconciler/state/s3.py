@@ -37,7 +37,7 @@ class S3Backend:
         self.lock_key = f"{self.key}.lock"
         self._lock_etag: str | None = None
         try:
-            self.client = boto3.client("s3", config=Config(
+            self.client = boto3.session.Session().client("s3", config=Config(
                 connect_timeout=10, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"},
             ))
         except Exception as exc:  # noqa: BLE001 - a bad profile or region, named below
