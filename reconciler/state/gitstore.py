@@ -124,7 +124,11 @@ class GitBackend:
         if proc.returncode == 0:
             return True
         out = proc.stdout.decode("utf-8", "replace")
+        err = proc.stderr.decode("utf-8", "replace")
         if "[rejected]" in out or "stale info" in out or "fetch first" in out or "non-fast-forward" in out:
+            return False
+        # Two pushes racing for one ref: the loser's update is refused by the remote itself.
+        if "(failed to update ref)" in out or "cannot lock ref" in err:
             return False
         raise self._error(f"cannot push {ref} to origin", proc)
 
