@@ -69,6 +69,16 @@ class State:
         }
 
 
+def put_record(state: State, slug: str, record: RegistryState | None, key_id: str) -> None:
+    """One change recorded in ``state``: a registry's new record, or None for a delete;
+    ``key_id`` is the key of the newest fingerprints."""
+    if record is None:
+        state.registries.pop(slug, None)
+    else:
+        state.registries[slug] = record
+    state.key_id = key_id
+
+
 def new_lineage() -> str:
     return uuid.uuid4().hex
 

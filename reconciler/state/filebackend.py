@@ -18,7 +18,7 @@ import time
 
 from reconciler.errors import StateError
 from reconciler.state.location import Location
-from reconciler.state.lock import LockInfo
+from reconciler.state.lock import LockInfo, check_unlock
 
 JOURNAL_FORMAT = 1
 STALE_TEMP_SECONDS = 60.0
@@ -100,11 +100,7 @@ class FileBackend:
             os.close(fd)
 
     def force_unlock(self, lock_id: str) -> None:
-        holder = self.current_lock()
-        if holder is None:
-            raise StateError(f"{self.path} is not locked; nothing to unlock")
-        if holder.id != lock_id:
-            raise StateError(f"{self.path} is locked with another ID: {holder.describe()}; not unlocked")
+        holder = check_unlock(self.path, self.current_lock(), lock_id)
         raise StateError(
             f"{self.path}: {holder.describe()} is held by a running process on this machine; "
             "a local state's lock goes away when that process ends: stop it instead"
@@ -220,17 +216,13 @@ class JournalWriter:
         self._fd = fd
 
     def add(self, slug: str, record) -> None:
-        from reconciler.state import registry_data
+        from reconciler.state import put_record, registry_data
 
         line = json.dumps({"slug": slug, "record": None if record is None else registry_data(record)})
         with self.lock:
             if self._fd is None:
                 self._open()
-            if record is None:
-                self.state.registries.pop(slug, None)
-            else:
-                self.state.registries[slug] = record
-            self.state.key_id = self.key_id
+            put_record(self.state, slug, record, self.key_id)
             self.added += 1
             self._pending.append(line.encode() + b"\n")
             self._queued += 1

@@ -19,7 +19,7 @@ import subprocess
 
 from reconciler.errors import StateError
 from reconciler.state.location import STATE_FILENAME, Location
-from reconciler.state.lock import MAX_LOCK_BYTES, LockInfo, clean, unlock_hint
+from reconciler.state.lock import MAX_LOCK_BYTES, LockInfo, check_unlock, clean, unlock_hint
 
 GIT_TIMEOUT = 120.0
 LOCK_FILENAME = "lock.json"
@@ -185,9 +185,6 @@ class GitBackend:
 
     def force_unlock(self, lock_id: str) -> None:
         holder, sha = self._lock()
-        if holder is None:
-            raise StateError(f"{self.location} is not locked; nothing to unlock")
-        if holder.id != lock_id:
-            raise StateError(f"{self.location} is locked with another ID: {holder.describe()}; not unlocked")
+        check_unlock(self.location, holder, lock_id)
         if not self._push(self.lock_ref, sha, None):
             raise StateError(f"{self.location}: the lock changed while unlocking; run `regsync state show` and try again")

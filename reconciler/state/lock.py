@@ -98,6 +98,15 @@ def acquire(backend, info: LockInfo, *, timeout: float, poll: float = 0.2) -> No
         delay = min(delay * 2, poll)
 
 
+def check_unlock(location: object, holder: LockInfo | None, lock_id: str) -> LockInfo:
+    """The lock `state unlock LOCK_ID` may remove: refuses none, or another ID."""
+    if holder is None:
+        raise StateError(f"{location} is not locked; nothing to unlock")
+    if holder.id != lock_id:
+        raise StateError(f"{location} is locked with another ID: {holder.describe()}; not unlocked")
+    return holder
+
+
 def parse_duration(text: str) -> float:
     """``30s``, ``2m``, ``1h``, ``500ms`` or plain seconds, as seconds. Raises ValueError."""
     s = text.strip().lower()

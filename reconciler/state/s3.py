@@ -14,7 +14,7 @@ import shlex
 
 from reconciler.errors import StateError
 from reconciler.state.location import Location
-from reconciler.state.lock import MAX_LOCK_BYTES, LockInfo, clean, unlock_hint
+from reconciler.state.lock import MAX_LOCK_BYTES, LockInfo, check_unlock, clean, unlock_hint
 
 MAX_STATE_BYTES = 64 * 1024 * 1024
 _CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
@@ -156,10 +156,7 @@ class S3Backend:
 
     def force_unlock(self, lock_id: str) -> None:
         holder, etag = self._lock()
-        if holder is None:
-            raise StateError(f"{self.location} is not locked; nothing to unlock")
-        if holder.id != lock_id:
-            raise StateError(f"{self.location} is locked with another ID: {holder.describe()}; not unlocked")
+        check_unlock(self.location, holder, lock_id)
         self._delete_lock(etag)
 
 

@@ -163,12 +163,10 @@ class PushingWriter:
         self.error: Exception | None = None
 
     def add(self, slug: str, record) -> None:
+        from reconciler.state import put_record
+
         with self.lock:
-            if record is None:
-                self.state.registries.pop(slug, None)
-            else:
-                self.state.registries[slug] = record
-            self.state.key_id = self.key_id
+            put_record(self.state, slug, record, self.key_id)
             self.added += 1
             self._dirty = True
             if self._thread is None:
