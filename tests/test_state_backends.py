@@ -157,6 +157,35 @@ def test_unlock_removes_only_the_lock_it_names(shared):
         make().backend.force_unlock(info.id)
 
 
+def test_a_run_whose_lock_was_removed_meanwhile_says_so(shared):
+    make, _ = shared
+    running = make()
+    with pytest.raises(StateError, match=r"the lock was removed \(by `regsync state unlock`\?\) or replaced while this run held it"):
+        with running.locked("apply"):
+            make().backend.force_unlock(make().backend.current_lock().id)
+    assert make().backend.current_lock() is None
+
+
+def test_without_boto3_an_s3_state_says_how_to_install_it(tmp_path):
+    code = (
+        "import sys\n"
+        "sys.modules['boto3'] = None  # as if not installed\n"
+        "from reconciler.state.location import parse_location\n"
+        "from reconciler.state.store import StateStore\n"
+        "from reconciler.errors import StateError\n"
+        "try:\n"
+        "    StateStore(parse_location('s3://bucket/k.json'))\n"
+        "except StateError as exc:\n"
+        "    print(exc)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": ROOT}, cwd=tmp_path)
+    assert proc.stdout.strip() == (
+        "s3://bucket/k.json: an s3:// state needs boto3, which is not installed: "
+        "pip install 'regsync[s3]'"
+    )
+
+
 def test_a_state_that_is_not_json_or_newer_is_one_clear_error(backend):
     make, _ = backend
     store = make()

@@ -178,7 +178,10 @@ class GitBackend:
     def release(self) -> None:
         sha, self._lock_sha = self._lock_sha, None
         if sha is not None and not self._push(self.lock_ref, sha, None):
-            raise StateError(f"{self.location}: the lock was replaced by another run; left it in place")
+            raise StateError(
+                f"{self.location}: the lock was removed (by `regsync state unlock`?) or replaced "
+                "while this run held it; left the ref as it is"
+            )
 
     def current_lock(self) -> LockInfo | None:
         return self._lock()[0]

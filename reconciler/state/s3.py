@@ -107,7 +107,8 @@ class S3Backend:
                 ContentType="application/json", **condition,
             )
         except Exception as exc:  # noqa: BLE001
-            if _code(exc) in _CONFLICT:
+            # AWS answers 404 to If-Match on a key that is gone; SeaweedFS answers 412
+            if _code(exc) in _CONFLICT or (version and _code(exc) in ("NoSuchKey", "404")):
                 raise StateError(
                     f"{self.location}: the state changed underneath (another run wrote it since "
                     "this one read it); nothing was overwritten: run again"
@@ -145,9 +146,10 @@ class S3Backend:
         try:
             self.client.delete_object(Bucket=self.bucket, Key=self.lock_key, IfMatch=etag)
         except Exception as exc:  # noqa: BLE001
-            if _code(exc) in _CONFLICT:
+            if _code(exc) in _CONFLICT or _code(exc) in ("NoSuchKey", "404"):
                 raise StateError(
-                    f"{self.location}: the lock was replaced by another run; left it in place"
+                    f"{self.location}: the lock was removed (by `regsync state unlock`?) or replaced "
+                    "while this run held it; left the lock object as it is"
                 ) from None
             raise self._error("cannot remove the lock", exc) from None
 
