@@ -257,6 +257,17 @@ def test_git_state_needs_a_repository_with_origin(tmp_path, origin, monkeypatch)
     assert "check that origin is reachable" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_git_errors_never_show_credentials_of_the_remote_url(tmp_path, origin, monkeypatch):
+    for name, value in origin.env.items():
+        monkeypatch.setenv(name, value)
+    runner = origin.clone("runner")
+    git(runner, "remote", "set-url", "origin", f"http://ci:{CANARY}@127.0.0.1:9/team/repo.git", env=origin.env)
+    with pytest.raises(StateError) as err:
+        StateStore(Location("git", "s"), repo_dir=runner).load()
+    assert CANARY not in str(err.value)
+    assert str(err.value).startswith("git:s: cannot fetch refs/heads/s from origin: fatal: unable to access")
+
+
 def test_git_without_git_installed(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(StateError, match=r"^git:s: git is not installed"):

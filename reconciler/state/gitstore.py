@@ -13,6 +13,7 @@ goes to ``refs/regsync/...`` only: the user's branches, index and files are neve
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ from reconciler.state.location import STATE_FILENAME, Location
 from reconciler.state.lock import MAX_LOCK_BYTES, LockInfo, check_unlock, clean, unlock_hint
 
 GIT_TIMEOUT = 120.0
+_URL_CREDENTIALS = re.compile(r"://[^/\s@']*@")
 LOCK_FILENAME = "lock.json"
 _IDENTITY = {
     "GIT_AUTHOR_NAME": "regsync", "GIT_AUTHOR_EMAIL": "regsync@localhost",
@@ -75,7 +77,8 @@ class GitBackend:
         return proc
 
     def _error(self, doing: str, proc) -> StateError:
-        text = proc.stderr.decode("utf-8", "replace")
+        # a remote URL may carry credentials (https://user:token@host/...): never show them
+        text = _URL_CREDENTIALS.sub("://***@", proc.stderr.decode("utf-8", "replace"))
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
         fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))] or lines
         reason = clean(fatal[-1] if fatal else f"exit {proc.returncode}", 160)

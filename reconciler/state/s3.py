@@ -68,6 +68,8 @@ class S3Backend:
                 f"{where}: {doing}: cannot reach the S3 endpoint ({clean(name, 40)}): check the "
                 "network and AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL"
             )
+        if name == "ProfileNotFound":
+            return StateError(f"{where}: {doing}: the AWS profile in AWS_PROFILE does not exist")
         if name in ("NoRegionError",):
             return StateError(f"{where}: {doing}: no AWS region: set AWS_REGION")
         detail = clean(code or name, 60)
