@@ -27,9 +27,7 @@ from reconciler.state import (
     StateLock,
     load_state,
     save_state,
-    snapshot_state,
     state_key,
-    write_snapshot,
 )
 
 CANARY = f"CANARY-{uuid.uuid4()}"
@@ -262,46 +260,3 @@ def test_the_lock_is_released_on_exit(tmp_path):
         pass
     with StateLock(path, timeout=0.2):
         pass
-
-
-def test_threads_saving_at_once_leave_the_newest_state_and_no_temporary_file(tmp_path):
-    """apply's workers write snapshots in parallel; the file must end as the last one."""
-    import threading
-
-    path = tmp_path / "regsync.state.json"
-    state = State()
-    lock = threading.Lock()
-    start = threading.Barrier(8)
-
-    def worker(n: int) -> None:
-        start.wait()
-        for i in range(25):
-            with lock:
-                state.registries[f"r-{n}-{i}"] = RegistryState("quay", "quay.io", None, None)
-                snapshot = snapshot_state(state)
-            write_snapshot(path, snapshot)
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    on_disk = load_state(path)
-    assert on_disk.serial == state.serial == 200
-    assert len(on_disk.registries) == 200
-    assert [p.name for p in tmp_path.iterdir()] == ["regsync.state.json"]
-
-
-
-def test_an_older_snapshot_written_last_does_not_replace_a_newer_one(tmp_path):
-    path = tmp_path / "regsync.state.json"
-    state = State()
-    state.registries["a"] = RegistryState("quay", "quay.io", None, None)
-    older = snapshot_state(state)
-    state.registries["b"] = RegistryState("quay", "quay.io", None, None)
-    newer = snapshot_state(state)
-    write_snapshot(path, newer)
-    write_snapshot(path, older)  # a slower worker's write finishing late
-    assert sorted(load_state(path).registries) == ["a", "b"]
-    assert load_state(path).serial == newer.serial
-    assert [p.name for p in tmp_path.iterdir()] == ["regsync.state.json"]

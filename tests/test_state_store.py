@@ -190,3 +190,32 @@ def test_a_shared_state_is_pushed_within_the_interval_and_at_close(origin, monke
     assert sorted(reader.load().registries) == ["a", "b"]
     pushes = git(origin.bare, "rev-list", "st", env=origin.env).split()
     assert len(pushes) == 2  # one within the interval, one at close: never one per change
+
+
+@pytest.mark.parametrize("crash", [False, True])
+def test_workers_recording_at_once_lose_nothing(tmp_path, crash):
+    """apply's workers add records in parallel; every one is in the journal, and the
+    compacted file holds them all."""
+    import threading
+
+    path = tmp_path / "regsync.state.json"
+    store = StateStore(Location("file", str(path)))
+    writer = store.writer(store.load(), key_id="k")
+    start = threading.Barrier(8)
+
+    def worker(n: int) -> None:
+        start.wait()
+        for i in range(25):
+            writer.add(f"r-{n}-{i}", _record(i))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if not crash:
+        writer.close()
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["regsync.state.json"]
+    on_disk = load_state(path)
+    assert len(on_disk.registries) == 200
+    assert on_disk.serial == (0 if crash else 1)

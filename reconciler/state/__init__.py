@@ -21,11 +21,9 @@ import hashlib
 import hmac
 import json
 import os
-import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 from pathlib import Path
 
 from reconciler.errors import StateError
@@ -195,14 +193,11 @@ def read_text(path: str, *, what: str, error: type[Exception], missing_ok: bool 
     raise error(f"{path}: cannot read the {what}: {reason}")
 
 
-def write_atomic(path: str, text: str, *, newer_than: Callable[[], bool] | None = None) -> None:
-    """Write ``text`` to ``path`` atomically with mode 0600. Raises OSError.
-
-    ``newer_than``, when given, is called under a lock just before the rename; if it
-    says a newer version is already in place, this one is dropped instead."""
-    directory = os.path.dirname(os.path.abspath(path))
+def write_atomic(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` atomically with mode 0600. Raises OSError."""
     import tempfile
 
+    directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
@@ -210,11 +205,7 @@ def write_atomic(path: str, text: str, *, newer_than: Callable[[], bool] | None 
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        with _install_lock:
-            if newer_than is not None and newer_than():
-                os.unlink(tmp)
-                return
-            os.replace(tmp, path)
+        os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -233,58 +224,13 @@ def write_atomic(path: str, text: str, *, newer_than: Callable[[], bool] | None 
         os.close(dir_fd)
 
 
-_save_lock = threading.Lock()
-_install_lock = threading.Lock()
-_installed: dict[tuple[str, str], int] = {}  # (path, lineage) -> newest serial in place
-
-
-class Snapshot(NamedTuple):
-    lineage: str
-    serial: int
-    state: State  # a copy: turned into text by whoever writes it
-
-
-def snapshot_state(state: State) -> Snapshot:
-    """Take the next serial and a copy of the state to write (cheap: the registries'
-    records are replaced, never changed in place). The caller must keep
-    ``state.registries`` from changing meanwhile (hold the lock that guards it)."""
-    with _save_lock:
-        if not state.lineage:
-            state.lineage = uuid.uuid4().hex
-        state.serial += 1
-        copy = State(serial=state.serial, lineage=state.lineage, key_id=state.key_id,
-                     registries=dict(state.registries))
-        return Snapshot(state.lineage, state.serial, copy)
-
-
-def write_snapshot(path, snapshot: Snapshot) -> None:
-    """Write a snapshot from ``snapshot_state``. Threads may call this at once: the slow
-    part (writing and fsync of a temporary file) runs in parallel, and an older snapshot
-    of the same state never replaces a newer one, so the file holds the newest saved."""
-    path = os.fspath(path)
-    key = (os.path.abspath(path), snapshot.lineage)
-
-    def newer_in_place() -> bool:
-        if _installed.get(key, 0) > snapshot.serial:
-            return True
-        _installed[key] = snapshot.serial
-        return False
-
-    try:
-        text = json.dumps(snapshot.state.to_data(), indent=2) + "\n"
-        write_atomic(path, text, newer_than=newer_in_place)
-    except OSError as exc:
-        raise StateError(f"{path}: cannot write the state file: {exc.strerror or exc}") from exc
-
-
 def save_state(path, state: State) -> None:
-    """Write ``state`` atomically; increments ``state.serial`` and sets the lineage once."""
-    snapshot = snapshot_state(state)
-    try:
-        write_snapshot(path, snapshot)
-    except StateError:
-        state.serial -= 1
-        raise
+    """Write ``state`` to the local file ``path`` at once (serial + 1, the lineage set
+    once). apply records through ``store.StateStore.writer`` instead."""
+    from reconciler.state.location import Location
+    from reconciler.state.store import StateStore
+
+    StateStore(Location("file", os.fspath(path))).save(state)
 
 
 class StateLock:

@@ -126,7 +126,9 @@ class StateStore:
     def locked(self, operation: str, *, timeout: float = 0.0):
         from reconciler.state.lock import LockInfo, acquire
 
-        acquire(self.backend, LockInfo.new(operation), timeout=timeout)
+        # a try on a shared backend is a network round trip (a push, for git): poll gently
+        poll = 0.05 if self.location.kind == "file" else 1.0
+        acquire(self.backend, LockInfo.new(operation), timeout=timeout, poll=poll)
         try:
             yield self
         finally:
