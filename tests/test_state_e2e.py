@@ -121,7 +121,8 @@ class Team:
         return "".join(p.read_text(errors="replace") for p in self.tmp.glob("shared.state.json*"))
 
     def check_no_secret(self) -> None:
-        assert CANARY not in self.stored()
+        stored = self.stored()
+        assert CANARY not in stored and KEY not in stored
         for r in self.runners:
             for text in r.outputs:
                 assert CANARY not in text and KEY not in text
