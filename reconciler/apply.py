@@ -4,8 +4,9 @@ Creates and updates run first, in a bounded thread pool; deletes start only once
 create and update has finished, and not at all when a create failed, so a failure
 part-way never leaves the team with fewer registries than before (a renamed registry is
 a create plus a delete: its old entry stays until the new one exists). Any other
-failure does not stop the rest. After each success the state file is saved at once
-(atomically), so a crash loses nothing and the next plan shows only what is left.
+failure does not stop the rest. Each success is recorded in the state as it happens (a
+local file's journal has it on disk at once; a shared state is pushed every few
+seconds), so the next plan shows only what is left.
 
 Errors are reported per change as text: the str of a RegsyncError, which never holds
 a secret; anything else only by its type name.
