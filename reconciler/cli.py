@@ -409,6 +409,8 @@ def apply(
         lock_timeout=_duration(lock_timeout),
         rekey=rekey,
         replace=replace or (),
+        on_lock_wait=lambda holder: _err(
+            f"Waiting up to {lock_timeout} for the state's lock: {holder.describe()}"),
         on_config=_print_warnings,
         show_plan=None if saved else lambda p: _render_plan(p, PlanFormat.text, sys.stdout),
         confirm=None if (saved or auto_approve) else _confirm,

@@ -251,6 +251,7 @@ def run_apply(
     lock_timeout: float = 0.0,
     rekey: bool = False,
     replace: Collection[str] = (),
+    on_lock_wait: Callable | None = None,
     on_config: Callable[[Config], None] = lambda config: None,
     show_plan: Callable | None = None,
     confirm: Callable | None = None,
@@ -273,7 +274,7 @@ def run_apply(
                               settings_state=desired.settings.state)
     store = open_store(location, desired.path)
     with open_api(env, token=token, origin=origin) as api, \
-            store.locked("apply", timeout=lock_timeout):
+            store.locked("apply", timeout=lock_timeout, on_wait=on_lock_wait):
         session = make_plan(
             desired, env=env, api=api, token=token, store=store, prune=prune,
             targets=targets, rekey=rekey, replace=replace,

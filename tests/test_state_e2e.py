@@ -188,7 +188,7 @@ def test_another_key_is_one_error_and_rekey_accepts_it(team):
 
 
 def test_two_applies_at_once_one_applies_and_the_other_names_the_lock(team):
-    team.sandbox.faults.latency_ms = 500  # each apply holds the lock for 4 calls, ~2 s
+    team.sandbox.faults.latency_ms = 700  # each apply holds the lock for 4 calls, ~3 s
     a, b = team.runner(), team.runner()
     procs = [r.start("apply", "--auto-approve", "--skip-tests", "--parallelism", "1") for r in (a, b)]
     results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
@@ -203,10 +203,19 @@ def test_two_applies_at_once_one_applies_and_the_other_names_the_lock(team):
     team.runner().regsync("plan", "--detailed-exitcode", expect=0)
 
 
-def test_with_a_lock_timeout_the_second_apply_waits_then_finds_nothing_to_do(team):
-    team.sandbox.faults.latency_ms = 300
+def test_with_a_lock_timeout_applies_wait_then_one_finds_nothing_to_do(team):
+    from reconciler.state.location import parse_location
+    from reconciler.state.store import StateStore
+
     a, b = team.runner(), team.runner()
-    procs = [r.start("apply", "--auto-approve", "--skip-tests", "--lock-timeout", "2m") for r in (a, b)]
+    holder = StateStore(parse_location(team.location), repo_dir=a.dir)
+    with holder.locked("apply"):  # another machine's run, holding the lock
+        procs = [r.start("apply", "--auto-approve", "--skip-tests", "--lock-timeout", "2m") for r in (a, b)]
+        for p in procs:  # each says it waits, and for whom, before doing anything
+            line = p.stderr.readline()
+            assert line.startswith("Waiting up to 2m for the state's lock: lock "), line
+            assert "for `regsync apply` (regsync " in line
+        assert team.remote() == {}
     results = [(p.wait(timeout=180), *p.communicate()) for p in procs]
     for r, (_, out, err) in zip((a, b), results, strict=True):
         r.outputs.append(out + err)

@@ -84,16 +84,21 @@ def unlock_hint(holder: LockInfo, state_option: str) -> str:
             f"regsync state unlock {holder.id}{state_option}")
 
 
-def acquire(backend, info: LockInfo, *, timeout: float, poll: float = 0.2) -> None:
-    """Take ``backend``'s lock for ``info``, polling until ``timeout`` seconds."""
+def acquire(backend, info: LockInfo, *, timeout: float, poll: float = 0.2, on_wait=None) -> None:
+    """Take ``backend``'s lock for ``info``, polling until ``timeout`` seconds;
+    ``on_wait(holder)`` is called once, when it starts waiting."""
     deadline = time.monotonic() + max(0.0, timeout)
     delay = min(poll, 0.05)
+    waiting = False
     while True:
         holder = backend.try_lock(info)
         if holder is None:
             return
         if time.monotonic() >= deadline:
             raise held_error(str(backend.location), holder, timeout, backend.unlock_hint(holder))
+        if not waiting and on_wait is not None:
+            on_wait(holder)
+        waiting = True
         time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
         delay = min(delay * 2, poll)
 

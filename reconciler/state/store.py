@@ -123,12 +123,12 @@ class StateStore:
         self.recovered = False
 
     @contextmanager
-    def locked(self, operation: str, *, timeout: float = 0.0):
+    def locked(self, operation: str, *, timeout: float = 0.0, on_wait=None):
         from reconciler.state.lock import LockInfo, acquire
 
         # a try on a shared backend is a network round trip (a push, for git): poll gently
         poll = 0.05 if self.location.kind == "file" else 1.0
-        acquire(self.backend, LockInfo.new(operation), timeout=timeout, poll=poll)
+        acquire(self.backend, LockInfo.new(operation), timeout=timeout, poll=poll, on_wait=on_wait)
         try:
             yield self
         finally:
