@@ -676,7 +676,7 @@ def state_show(
     from reconciler import render
     from reconciler.state.commands import show_data
 
-    data = show_data(_state_store(config, state))
+    data = show_data(_state_store(config, state), os.environ)
     if fmt is StateFormat.json:
         _write_json_stream(data)
     else:

@@ -278,8 +278,10 @@ def state_text(data: dict, stream: TextIO) -> None:
     if not data["exists"]:
         stream.write("  no state there yet: the first apply writes it\n")
         return
+    matches = {True: " (REGSYNC_STATE_KEY matches)", False: " (REGSYNC_STATE_KEY differs)",
+               None: ""}[data["key_matches"]]
     stream.write(f"  serial {data['serial']}, lineage {printable(data['lineage'] or '-')}, "
-                 f"key check {printable(data['key_check'] or '-')}\n")
+                 f"key check {printable(data['key_check'] or '-')}{matches}\n")
     lock = data["lock"]
     if lock:
         stream.write(f"  locked: lock {printable(lock['id'])} held by {printable(lock['who'])} since "

@@ -155,6 +155,7 @@ def test_a_fresh_runner_plans_no_changes_after_an_apply_elsewhere(team):
     readonly.regsync("plan", "--detailed-exitcode", expect=0, env={"REPLICATED_API_TOKEN": READONLY_TOKEN})
     shown = json.loads(pr_job.regsync("state", "show", "--format", "json", expect=0).stdout)
     assert shown["location"] == team.location and shown["serial"] >= 1 and shown["lock"] is None
+    assert shown["key_matches"] is True
     assert [(r["slug"], r["fingerprint"]) for r in shown["registries"]] == [
         ("reg-0", True), ("reg-1", True), ("reg-2", True)]
     assert "hmac-sha256" not in json.dumps(shown)
@@ -290,6 +291,9 @@ def test_state_rm_and_apply_replace_set_credentials_again(any_team):
     runner.regsync("apply", "--auto-approve", "--skip-tests", expect=0)
     shown = runner.regsync("state", "show", expect=0).stdout
     assert f"State: {any_team.location} ({any_team.kind})" in shown
+    assert "(REGSYNC_STATE_KEY matches)\n  not locked\n  3 registries\n" in shown
+    other = runner.regsync("state", "show", expect=0, env={"REGSYNC_STATE_KEY": "other"}).stdout
+    assert "(REGSYNC_STATE_KEY differs)" in other
     assert re.search(r"reg-1\s+other\s+\d{4}-\d\d-\d\dT[\d:]+Z\s+\S+\s+held", shown)
     assert "hmac-sha256" not in shown
 

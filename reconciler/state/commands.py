@@ -27,10 +27,17 @@ def open_store(option, *, env: Mapping[str, str], config_path):
     return workflow.open_store(location, config_path)
 
 
-def show_data(store) -> dict:
-    """What the state records, for `state show`: never a fingerprint's value."""
+def show_data(store, env: Mapping[str, str]) -> dict:
+    """What the state records, for `state show`: never a fingerprint's value.
+    ``key_matches``: whether REGSYNC_STATE_KEY is the key it was written with (None
+    when it is not set, or the state has no key check yet)."""
+    from reconciler.state import Fingerprinter
+    from reconciler.state.store import KEY_ENV
+
     state = store.load()
     lock = store.backend.current_lock()
+    key = (env.get(KEY_ENV) or "").strip()
+    matches = Fingerprinter(key.encode()).key_id == state.key_id if key and state.key_id else None
     return {
         "location": str(store.location),
         "backend": store.location.kind,
@@ -38,6 +45,7 @@ def show_data(store) -> dict:
         "serial": state.serial,
         "lineage": state.lineage,
         "key_check": state.key_id,
+        "key_matches": matches,
         "lock": None if lock is None else {
             "id": lock.id, "who": lock.who, "when": lock.when,
             "operation": lock.operation, "version": lock.version,
