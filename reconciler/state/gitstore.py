@@ -64,6 +64,7 @@ class GitBackend:
         try:
             proc = subprocess.run(
                 ["git", "-C", self.dir, *args], input=input, capture_output=True,
+                stdin=None if input is not None else subprocess.DEVNULL,
                 timeout=GIT_TIMEOUT, env=env,
             )
         except subprocess.TimeoutExpired:
