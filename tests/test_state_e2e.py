@@ -170,7 +170,7 @@ def test_a_shared_state_needs_regsync_state_key(team):
         "`regsync state new-key` and give it to every job as a secret"
     )
     key = runner.regsync("state", "new-key", expect=0).stdout.strip()
-    assert len(key) == 43 and key != runner.regsync("state", "new-key", expect=0).stdout.strip()
+    assert re.fullmatch(r"[0-9a-f]{64}", key) and key != runner.regsync("state", "new-key", expect=0).stdout.strip()
 
 
 def test_another_key_is_one_error_and_rekey_accepts_it(team):

@@ -44,8 +44,8 @@ def open_backend(location: Location, *, repo_dir: str | os.PathLike | None = Non
 
 
 def new_key() -> str:
-    """A random 256-bit key for REGSYNC_STATE_KEY."""
-    return secrets.token_urlsafe(32)
+    """A random 256-bit key for REGSYNC_STATE_KEY, as 64 hex digits."""
+    return secrets.token_hex(32)
 
 
 def fingerprint_key(location: Location, env: Mapping[str, str], api_token: str) -> bytes:
