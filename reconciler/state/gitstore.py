@@ -114,7 +114,7 @@ class GitBackend:
     def _commit(self, name: str, data: bytes, parent: str | None, message: str) -> str:
         blob = self._run("hash-object", "-w", "--stdin", input=data).stdout.decode().strip()
         tree = self._run("mktree", input=f"100644 blob {blob}\t{name}\n".encode()).stdout.decode().strip()
-        args = ["commit-tree", tree, "-m", message]
+        args = ["commit-tree", "--no-gpg-sign", tree, "-m", message]  # as regsync: no user key
         if parent:
             args += ["-p", parent]
         return self._run(*args).stdout.decode().strip()
