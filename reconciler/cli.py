@@ -84,6 +84,8 @@ def _duration(text: str) -> float:
         return parse_duration(text)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--lock-timeout") from None
+
+
 TokenOpt = Annotated[
     Optional[str],
     typer.Option(
