@@ -236,7 +236,32 @@ def bench_scaling(sandbox: Sandbox, n: int, factor: int, parallelism: int, tmp: 
     print(f"[3] regsync apply creating {n * factor} registries / creating {n} (no added latency)")
     print(f"    ratio: {ratio:.2f} (target <= 13; linear about {factor}); "
           f"{big:.2f} s vs {small:.2f} s, {big / (n * factor) * 1000:.2f} ms per create")
+    engine = {count: engine_wall(sandbox, count, parallelism, password, tmp)
+              for count in (n, n * factor)}
+    print(f"    apply engine alone (no interpreter start-up, no plan): "
+          f"{engine[n * factor] / engine[n]:.2f}; {engine[n * factor]:.2f} s vs {engine[n]:.2f} s")
     return ratio
+
+
+def engine_wall(sandbox: Sandbox, count: int, parallelism: int, password: str, tmp: Path) -> float:
+    """``apply_plan`` alone creating ``count`` registries, recording into a local state."""
+    from reconciler.apply import apply_plan
+    from reconciler.diff import diff
+    from reconciler.state import Fingerprinter, State
+
+    sandbox.reset(latency_ms=0)
+    regs = tuple(desired(i, password) for i in range(count))
+    config = Config(path="bench.yaml", settings=Settings(), registries=regs)
+    fingerprinter = Fingerprinter(b"k" * 32)
+    with VendorAPI(token=sandbox.token, origin=sandbox.origin) as api:
+        plan = diff(config, [], State(), fingerprinter, prune=False)
+        start = time.perf_counter()
+        outcomes = apply_plan(plan, api, state=State(), state_path=tmp / f"engine-{count}.state.json",
+                              fingerprinter=fingerprinter, parallelism=parallelism)
+        wall = time.perf_counter() - start
+    if any(o.status != "succeeded" for o in outcomes):
+        raise SystemExit(f"engine apply of {count} failed")
+    return wall
 
 
 def json_registries(sandbox: Sandbox) -> list:
