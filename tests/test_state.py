@@ -260,3 +260,26 @@ def test_the_lock_is_released_on_exit(tmp_path):
         pass
     with StateLock(path, timeout=0.2):
         pass
+
+
+def test_a_live_local_lock_is_shown_and_unlock_refuses_it(holder, tmp_path):
+    """A local file's lock ends with its process: `state unlock` says so, whatever the ID."""
+    path, proc = holder
+    lock_id = json.loads((tmp_path / "regsync.state.json.lock").read_text())["id"]
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path)}
+
+    def regsync(*args):
+        return subprocess.run([sys.executable, "-m", "reconciler", *args, "--state", str(path)],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+
+    shown = json.loads(regsync("state", "show", "--format", "json").stdout)
+    assert shown["lock"]["id"] == lock_id and shown["lock"]["operation"] == "apply"
+    refused = regsync("state", "unlock", lock_id)
+    assert refused.returncode == 1
+    assert "is held by a running process on this machine" in refused.stderr
+    assert "stop it instead" in refused.stderr
+    other = regsync("state", "unlock", "another-id")
+    assert "is locked with another ID" in other.stderr
+    _let_go(proc)
+    proc.wait(timeout=10)
+    assert json.loads(regsync("state", "show", "--format", "json").stdout)["lock"] is None

@@ -286,6 +286,18 @@ def test_migrate_from_a_local_file_keeps_every_fingerprint(team, tmp_path):
     laptop.regsync("state", "migrate", "--to", team.location, "--force", expect=0)
 
 
+def test_migrating_a_state_keyed_by_the_api_token_asks_for_a_rekey_first(team):
+    laptop = team.runner()
+    laptop.write(registries_file(3))
+    laptop.regsync("apply", "--auto-approve", "--skip-tests", expect=0, env={"REGSYNC_STATE_KEY": ""})
+    refused = laptop.regsync("state", "migrate", "--to", team.location, expect=1)
+    assert "this state was written with another key than REGSYNC_STATE_KEY" in refused.stderr
+    assert "apply once with REGSYNC_STATE_KEY set and --rekey, then migrate" in refused.stderr
+    laptop.regsync("apply", "--rekey", "--auto-approve", "--skip-tests", expect=0)
+    laptop.regsync("state", "migrate", "--to", team.location, expect=0)
+    team.runner().regsync("plan", "--detailed-exitcode", expect=0)
+
+
 def test_state_rm_and_apply_replace_set_credentials_again(any_team):
     runner = any_team.runner()
     runner.regsync("apply", "--auto-approve", "--skip-tests", expect=0)
