@@ -19,7 +19,7 @@ import pytest
 
 from reconciler.errors import StateError
 from reconciler.model import DesiredRegistry, SecretRef
-from reconciler.secret import Secret
+from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter, RegistryState, State
 from reconciler.state.location import Location, parse_location
 from reconciler.state.lock import LockInfo
