@@ -170,6 +170,7 @@ def make_plan(
         targets=set(targets) if targets else None,
         app_names=names,
     )
+    plan = _with_new_state_warning(plan, store, remote, config)
     plan = _with_digest(plan, config, fingerprinter)
     return Session(
         config=config,
@@ -182,6 +183,27 @@ def make_plan(
         targets=tuple(targets),
         rekeyed=rekeyed,
     )
+
+
+def _with_new_state_warning(plan, store, remote, config: Config):
+    """The plan, warned when a shared state does not exist yet although the team already
+    has registries the file lists: a mistyped branch or key reads as a new, empty state,
+    which would show every credential as "will be set"."""
+    from dataclasses import replace
+
+    if not store.location.shared or store.exists:
+        return plan
+    listed = set(config.by_slug())
+    known = sum(1 for r in remote if r.slug in listed)
+    if not known:
+        return plan
+    where = "no such branch on origin" if store.location.kind == "git" else "no such object"
+    warning = (
+        f"the state {store.location} does not exist yet ({where}), but the team already has "
+        f"{known} of the file's registries: their credentials show as \"will be set\". If a "
+        "state was expected there, check the location; otherwise the first apply creates it"
+    )
+    return replace(plan, warnings=(*plan.warnings, warning))
 
 
 def _with_digest(plan, config: Config, fingerprinter):

@@ -161,6 +161,24 @@ def test_a_fresh_runner_plans_no_changes_after_an_apply_elsewhere(team):
     assert "hmac-sha256" not in json.dumps(shown)
 
 
+def test_a_plan_against_a_shared_state_that_does_not_exist_yet_warns(team):
+    team.runner().regsync("apply", "--auto-approve", "--skip-tests", expect=0)
+    typo = f"{team.location}-typo"
+    runner = team.runner()
+    plan = runner.regsync("plan", "--state", typo, expect=0)
+    assert plan.stdout.count("credentials: (will be set)") == 3
+    assert "| Warning: the state" in plan.stdout  # the text plan's banner
+    shown = json.loads(runner.regsync("plan", "--state", typo, "--format", "json", expect=0).stdout)
+    assert shown["warnings"] == [
+        f"the state {typo} does not exist yet (no such "
+        f"{'branch on origin' if team.kind == 'git' else 'object'}), but the team already has 3 "
+        "of the file's registries: their credentials show as \"will be set\". If a state was "
+        "expected there, check the location; otherwise the first apply creates it"
+    ]
+    # the real one: no warning
+    assert "does not exist yet" not in team.runner().regsync("plan", expect=0).stdout
+
+
 def test_a_shared_state_needs_regsync_state_key(team):
     runner = team.runner()
     proc = runner.regsync("plan", expect=1, env={"REGSYNC_STATE_KEY": ""})
