@@ -35,7 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from reconciler import __version__
+from reconciler import __version__, answers
+from reconciler.answers import EXCERPT, MESSAGE, MIB
 from reconciler.errors import (
     APIAuthError,
     APIBadRequest,
@@ -46,11 +47,14 @@ from reconciler.errors import (
     outside,
 )
 from reconciler.model import PullTestResult, RegistryLog, RegistryWrite, RemoteRegistry, TeamApp
-from reconciler import answers
-from reconciler.answers import EXCERPT, MESSAGE, MIB
 from reconciler.redact import Masker
 from reconciler.retry import (
-    ANSWERED, CONNECT, DEFAULT_RETRY, Budget, RetryPolicy, parse_retry_after,
+    ANSWERED,
+    CONNECT,
+    DEFAULT_RETRY,
+    Budget,
+    RetryPolicy,
+    parse_retry_after,
 )
 from reconciler.secretvalue import Secret
 

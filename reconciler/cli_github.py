@@ -11,7 +11,7 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -26,7 +26,7 @@ app = typer.Typer(
 )
 
 AuthorOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--author", help="Only comments and issues by this login (e.g. github-actions[bot]).",
                  show_default=False),
 ]
@@ -64,7 +64,7 @@ def comment(
     pr: Annotated[int, typer.Option("--pr", min=1, help="The pull request's number.")],
     body_file: Annotated[Path, typer.Option("--body-file", help="The markdown plan (regsync plan --format markdown).")],
     config: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option("--config", "-c", help="The registries file, when the body does not name it "
                      "(e.g. a message that plan failed).", show_default=False),
     ] = None,
@@ -117,7 +117,7 @@ def health_issue(
     status: Annotated[Health, typer.Option("--status", help="failed: open or update the issue; healthy: close it.")],
     key: Annotated[str, typer.Option("--key", help="Which check this is (e.g. the registries file).")] = "registries.yaml",
     report_file: Annotated[
-        Optional[Path], typer.Option("--report-file", help="The check's output, shown in the issue.", show_default=False)
+        Path | None, typer.Option("--report-file", help="The check's output, shown in the issue.", show_default=False)
     ] = None,
     title: Annotated[str, typer.Option("--title", help="The issue's title when one is opened.")] = "regsync: registry health check failed",
     run_url: Annotated[str, typer.Option("--run-url", help="A link to the workflow run.")] = "",

@@ -7,13 +7,12 @@ file: the keyed fingerprint of the secret regsync last set, and the registry's
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 from reconciler.errors import PlanError
-import dataclasses
-
 from reconciler.model import Config, DesiredRegistry, RemoteRegistry, matches
 from reconciler.plan import (
     CREDENTIALS_CHANGED,

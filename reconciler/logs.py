@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from reconciler.errors import RegsyncError
@@ -52,7 +52,7 @@ def parse_time(value: str | None) -> datetime | None:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def select(
@@ -66,7 +66,7 @@ def select(
     date no older than that; with ``failures``, only unsuccessful ones."""
     cutoff = None
     if since is not None:
-        cutoff = (now or datetime.now(timezone.utc)) - since
+        cutoff = (now or datetime.now(UTC)) - since
     out = []
     for entry in logs:
         if failures and entry.is_success:
@@ -76,7 +76,7 @@ def select(
             if when is None or when < cutoff:
                 continue
         out.append(entry)
-    epoch = datetime.min.replace(tzinfo=timezone.utc)
+    epoch = datetime.min.replace(tzinfo=UTC)
     out.sort(key=lambda e: parse_time(e.created_at) or epoch, reverse=True)
     return out
 

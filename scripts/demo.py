@@ -27,8 +27,12 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
-from reconciler.sandbox.demo_registry import DEMO_REPOSITORY, DEMO_TAG, DemoRegistry  # noqa: E402
-from reconciler.sandbox.demo_registry import build_image  # noqa: E402
+from reconciler.sandbox.demo_registry import (  # noqa: E402
+    DEMO_REPOSITORY,
+    DEMO_TAG,
+    DemoRegistry,
+    build_image,
+)
 
 WORK = Path(os.environ.get("REGSYNC_DEMO_DIR") or ROOT / ".regsync-demo")
 USER = "demo"

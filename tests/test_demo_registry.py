@@ -11,7 +11,6 @@ from reconciler.oci import PullCheck, check_login, check_pull
 from reconciler.sandbox.demo_registry import DemoRegistry, build_image
 from reconciler.secretvalue import Secret
 
-
 PASSWORD = f"CANARY-{uuid.uuid4()}"
 
 

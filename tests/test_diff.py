@@ -14,7 +14,6 @@ from reconciler.model import Config, Settings
 from reconciler.plan import FieldChange
 from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter, RegistryState, State
-
 from tests.builders import CANARY, FP, T0, have, want
 
 

@@ -10,7 +10,6 @@ import shutil
 import pytest
 
 from reconciler.cli import main
-
 from tests.builders import HUB_YAML
 
 CANARY = "CANARY-digest-7f3a9c"

@@ -9,14 +9,13 @@ import io
 import pytest
 
 from reconciler.cli import main
-from reconciler.digest import file_marker, reviewed_from_text
 from reconciler.diff import diff
+from reconciler.digest import file_marker, reviewed_from_text
 from reconciler.errors import GitHubError
 from reconciler.github import COMMENT_LIMIT, GitHub, fit_comment
 from reconciler.model import Config, Settings
 from reconciler.render import render_markdown
 from reconciler.state import State
-
 from tests.builders import FP, HUB_YAML, want
 from tests.fixtures.github import BOT, REPO, REPO_ID, TOKEN
 

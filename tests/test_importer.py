@@ -14,8 +14,8 @@ from reconciler.config import check_files, load_config
 from reconciler.diff import diff
 from reconciler.importer import env_var_name, import_config, import_registries
 from reconciler.model import RegistryWrite, RemoteRegistry
-from reconciler.secretvalue import Secret
 from reconciler.secrets import resolve_secrets
+from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter, State
 
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,7 +15,7 @@ from reconciler.model import RegistryLog
 from reconciler.secretvalue import Secret
 from tests.fixtures.apiclient import write
 
-NOW = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 
 def entry(minutes_ago: float | None, ok: bool = True, **kw) -> RegistryLog:
@@ -107,7 +107,7 @@ def test_logs_of_one_registry_failures_only_as_json(team, capsys):
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["registry"], row["image"], row["tag"], row["statusCode"], row["isSuccess"]) == (
         "demo", "test/hello", "missing", 404, False)
-    assert datetime.fromisoformat(row["createdAt"].replace("Z", "+00:00")) > datetime.now(timezone.utc) - timedelta(hours=1)
+    assert datetime.fromisoformat(row["createdAt"].replace("Z", "+00:00")) > datetime.now(UTC) - timedelta(hours=1)
 
 
 def test_no_entries_is_said_on_stderr_and_exit_0(team, capsys):

@@ -22,7 +22,6 @@ from reconciler.planfile import (
 )
 from reconciler.secretvalue import Secret
 from reconciler.state import Fingerprinter, RegistryState, State
-
 from tests.builders import CANARY, FP, T0, have, want
 
 

@@ -10,7 +10,6 @@ from reconciler.model import Config, Settings
 from reconciler.plan import Plan
 from reconciler.render import registries_table, render_json, render_markdown, render_text
 from reconciler.state import RegistryState, State
-
 from tests.builders import CANARY, FP, T0, have, want
 
 

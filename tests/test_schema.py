@@ -410,7 +410,7 @@ def test_the_per_entry_fast_path_finds_exactly_what_the_document_schema_finds():
     """validate checks each entry against its provider's schema directly; editors use the
     whole document schema with if/then. Both must report the same errors."""
     docs = [
-        {"version": 1, "registries": [{"provider": name, **{"colour": 1, "slug": 5}}] * 2}
+        {"version": 1, "registries": [{"provider": name, "colour": 1, "slug": 5}] * 2}
         for name in [*VALID, "nope"]
     ] + [
         {"version": 2, "registrys": [], "settings": {"prune": 1, "max_deletes": -1, "ignore": [3]}},

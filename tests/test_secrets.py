@@ -7,8 +7,8 @@ import json
 import os
 import re
 import stat
-import sys
 import subprocess
+import sys
 import traceback
 import uuid
 
@@ -16,8 +16,8 @@ import pytest
 
 from reconciler.config import check_files, load_config
 from reconciler.errors import SecretError
-from reconciler.secretvalue import Secret
 from reconciler.secrets import resolve_secrets, sops_binary
+from reconciler.secretvalue import Secret
 
 CANARY = f"CANARY-{uuid.uuid4()}"
 ENCRYPTED_REGEX = "^(password|token|secret_access_key|service_account_key)$"

@@ -42,8 +42,8 @@ from reconciler.errors import SandboxError
 from reconciler.sandbox.apps import Apps
 from reconciler.sandbox.faults import MAX_LATENCY_MS, Faults, Stats, format_retry_after
 from reconciler.sandbox.operations import HANDLERS, BadRequest, forbidden, parse_json
-from reconciler.sandbox.store import TEAM_ID, Store
 from reconciler.sandbox.serving import ServerThread
+from reconciler.sandbox.store import TEAM_ID, Store
 
 API_PREFIX = "/vendor/v3"
 CONTROL_PREFIX = "/_sandbox/"

@@ -14,7 +14,7 @@ import sqlite3
 import stat
 import threading
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from reconciler.errors import SandboxError
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS logs (
 
 def now_rfc3339(after: str | None = None) -> str:
     """The current UTC time, RFC 3339 with microseconds; strictly later than ``after``."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if after:
         previous = datetime.fromisoformat(after.replace("Z", "+00:00"))
         if now <= previous:
