@@ -89,7 +89,9 @@ def comment(
 @app.command("reviewed-plan")
 def reviewed_plan(
     commit: Annotated[str, typer.Option("--commit", help="The pushed commit (github.sha).")],
-    config: Annotated[Path, typer.Option("--config", "-c", help="The registries file, as given to plan.")] = Path("registries.yaml"),
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="The registries file, as given to plan.")
+    ] = Path("registries.yaml"),
     out: Annotated[Path, typer.Option("--out", help="Write the plan comment's body here.")] = Path("reviewed-plan.md"),
     author: AuthorOpt = None,
 ) -> int:
@@ -115,11 +117,15 @@ def reviewed_plan(
 @app.command("health-issue")
 def health_issue(
     status: Annotated[Health, typer.Option("--status", help="failed: open or update the issue; healthy: close it.")],
-    key: Annotated[str, typer.Option("--key", help="Which check this is (e.g. the registries file).")] = "registries.yaml",
+    key: Annotated[
+        str, typer.Option("--key", help="Which check this is (e.g. the registries file).")
+    ] = "registries.yaml",
     report_file: Annotated[
         Path | None, typer.Option("--report-file", help="The check's output, shown in the issue.", show_default=False)
     ] = None,
-    title: Annotated[str, typer.Option("--title", help="The issue's title when one is opened.")] = "regsync: registry health check failed",
+    title: Annotated[
+        str, typer.Option("--title", help="The issue's title when one is opened.")
+    ] = "regsync: registry health check failed",
     run_url: Annotated[str, typer.Option("--run-url", help="A link to the workflow run.")] = "",
     author: AuthorOpt = None,
 ) -> int:

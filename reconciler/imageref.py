@@ -110,7 +110,9 @@ def _check_name(name: str, text: str) -> None:
         if part != part.lower() and _COMPONENT.match(part.lower()):
             raise InvalidImageRef(f'repository name "{name}" must be lowercase')
         if not part:
-            raise InvalidImageRef(f'repository name "{name}" has an empty path component (//, or a leading or trailing /)')
+            raise InvalidImageRef(
+                f'repository name "{name}" has an empty path component (//, or a leading or trailing /)'
+            )
         raise InvalidImageRef(
             f'path component "{part}" of "{text}" is invalid: use lowercase letters and digits, '
             'separated by ".", "_", "__" or "-"'

@@ -274,7 +274,9 @@ class _Session:
     # --- plumbing -------------------------------------------------------------
     def _guard(self, request) -> None:
         if request.url.scheme == "http" and not (self.insecure or is_loopback(request.url.netloc.decode())):
-            raise _Refused(f"refused to send a request over plain HTTP to {request.url.host} (not loopback, not insecure)")
+            raise _Refused(
+                f"refused to send a request over plain HTTP to {request.url.host} (not loopback, not insecure)"
+            )
 
     def _basic(self) -> str:
         secret = self.password.reveal() if self.password is not None else ""
@@ -353,7 +355,8 @@ class _Session:
         """``GET /v2/`` without credentials; returns the answer (401 carries the challenge)."""
         r = self._send("GET", f"{self.base}/v2/", what=f"{self.host} unreachable")
         if r.status_code >= 500:
-            raise _Done(PullCheck("unreachable", r.status_code, None, f"{self.host} answered {r.status_code} to GET /v2/"))
+            message = f"{self.host} answered {r.status_code} to GET /v2/"
+            raise _Done(PullCheck("unreachable", r.status_code, None, message))
         return r
 
     def answer_challenge(self, response, scope: str | None) -> None:
@@ -388,7 +391,8 @@ class _Session:
                                   f"token endpoint {realm_host} refused {who} ({r.status_code})"))
         if r.status_code != 200:
             outcome = "unreachable" if r.status_code >= 500 else "unauthorized"
-            raise _Done(PullCheck(outcome, r.status_code, None, f"token endpoint {realm_host} answered {r.status_code}"))
+            message = f"token endpoint {realm_host} answered {r.status_code}"
+            raise _Done(PullCheck(outcome, r.status_code, None, message))
         try:
             body = json.loads(r.content)
             token = body.get("token") or body.get("access_token")

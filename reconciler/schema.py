@@ -187,7 +187,9 @@ def field_name(rel: KeyPath) -> str:
     return out
 
 
-def check(doc: Document, *, context: Callable[[KeyPath], str] = default_context, sops: bool = False) -> list[Diagnostic]:
+def check(
+    doc: Document, *, context: Callable[[KeyPath], str] = default_context, sops: bool = False
+) -> list[Diagnostic]:
     """Every schema problem of ``doc``, sorted by position, without duplicates."""
     mapper = _Mapper(doc, context, sops)
     for path, error in iter_errors(doc.data):
@@ -294,7 +296,8 @@ class _Mapper:
             msg = f'unknown field "{key}"'
             if provider is not None and key in SECRET_FIELDS:
                 fields = sorted({m.secret_field for m in provider.auth_modes.values()})
-                msg += f"; {_article(provider.name)} {provider.name} registry takes its secret in " + " or ".join(f'"{f}"' for f in fields)
+                msg += f"; {_article(provider.name)} {provider.name} registry takes its secret in "
+                msg += " or ".join(f'"{f}"' for f in fields)
             else:
                 hint = _suggest(key, allowed)
                 msg += hint or "; allowed here: " + ", ".join(allowed)
@@ -396,7 +399,10 @@ class _Mapper:
 
     def _secret_message(self, name: str, value: str) -> str:
         if not value.strip():
-            return f"{name} is empty; write {name}: ${{VARIABLE}} (read from the environment) or encrypt the file with sops"
+            return (
+                f"{name} is empty; write {name}: ${{VARIABLE}} (read from the environment)"
+                " or encrypt the file with sops"
+            )
         if value != value.strip() and _SECRET_FORM.fullmatch(value.strip()):
             return (
                 f"{name} has a line break or spaces around its value (from | or quotes?); "

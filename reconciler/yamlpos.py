@@ -94,7 +94,9 @@ def load(text: str, file: str) -> Document:
             doc.data = builder.build(node, (), 0)
         except _TooBig as exc:
             line, col = _pos(exc.node)
-            message = f"the document expands to more than {_MAX_VALUES:,} values through its aliases; write it out plainly"
+            message = (
+                f"the document expands to more than {_MAX_VALUES:,} values through its aliases; write it out plainly"
+            )
             raise YamlError([Diagnostic(file, line, col, "", message)]) from None
         if problems:
             raise YamlError(sorted(problems, key=lambda d: (d.line, d.col)))

@@ -60,7 +60,7 @@ def runner(tmp_path, sandbox, github_server):
             return proc.returncode, got, proc.stdout + proc.stderr
 
         def comment(self) -> str:
-            (only,) = [c for c in github_server.comments_on(self.pr)]
+            (only,) = list(github_server.comments_on(self.pr))
             return only["body"]
 
     r = Runner()

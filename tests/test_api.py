@@ -246,8 +246,9 @@ def test_a_body_that_is_not_the_contracts_json(status, body, kind):
     def answer(request):
         return httpx.Response(status, content=body, headers={"Content-Type": "text/html"})
 
+    retry = RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0)
     with VendorAPI(token="test-token", origin="http://127.0.0.1:9/vendor",
-                   transport=httpx.MockTransport(answer), retry=RetryPolicy(max_attempts=2, base_delay=0.0, max_delay=0.0)) as client:
+                   transport=httpx.MockTransport(answer), retry=retry) as client:
         with pytest.raises(kind) as info:
             client.list_registries()
     assert type(info.value) is kind

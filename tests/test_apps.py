@@ -43,7 +43,8 @@ def test_an_apps_answer_of_the_wrong_shape_is_an_error(body):
 
     transport = httpx.MockTransport(lambda request: httpx.Response(200, content=body))
     with VendorAPI(token="t", origin="http://127.0.0.1:9/vendor", transport=transport) as api:
-        with pytest.raises(APIError, match=r"^list apps: the API answered 200 with a body that is not the contract's JSON"):
+        with pytest.raises(APIError,
+                           match=r"^list apps: the API answered 200 with a body that is not the contract's JSON"):
             api.list_apps()
 
 
@@ -138,7 +139,8 @@ def test_import_writes_slugs_and_the_file_plans_no_change_but_credentials(projec
     ("value", "message"),
     [
         ("my-app", 'r.yaml:6:11: registries[0] (ghcr "ghcr.io"): apps must be a list, not a string'),
-        ("[my-app, my-app]", 'r.yaml:6:20: registries[0] (ghcr "ghcr.io"): apps lists "my-app" twice (also at line 6); list it once'),
+        ("[my-app, my-app]",
+         'r.yaml:6:20: registries[0] (ghcr "ghcr.io"): apps lists "my-app" twice (also at line 6); list it once'),
         ('[""]', 'r.yaml:6:12: registries[0] (ghcr "ghcr.io"): apps[0] must not be empty'),
     ],
 )
@@ -146,5 +148,6 @@ def test_validate_checks_apps_offline(tmp_path, value, message):
     from reconciler.config import check_files
 
     path = tmp_path / "r.yaml"
-    path.write_text(f"version: 1\nregistries:\n  - provider: ghcr\n    username: a\n    token: ${{T}}\n    apps: {value}\n")
+    path.write_text("version: 1\nregistries:\n  - provider: ghcr\n    username: a\n    token: ${T}\n"
+                    f"    apps: {value}\n")
     assert [str(d).replace(str(path), "r.yaml") for d in check_files([str(path)])] == [message]

@@ -44,8 +44,10 @@ def test_config_maps_every_provider_onto_the_api_terms(write):
         ("ecr", "123456789012.dkr.ecr.eu-west-1.amazonaws.com", "123456789012.dkr.ecr.eu-west-1.amazonaws.com",
          "accesskey", "AKIA1", SecretRef("secret_access_key", env_var="AWS")),
         ("dockerhub", "dh", "index.docker.io", "password", "acme", SecretRef("password", env_var="DH")),
-        ("gar", "us-docker.pkg.dev", "us-docker.pkg.dev", "token", "oauth2accesstoken", SecretRef("token", env_var="GART")),
-        ("gcr", "eu.gcr.io", "eu.gcr.io", "serviceaccount", "_json_key", SecretRef("service_account_key", env_var="GCRK")),
+        ("gar", "us-docker.pkg.dev", "us-docker.pkg.dev", "token", "oauth2accesstoken",
+         SecretRef("token", env_var="GART")),
+        ("gcr", "eu.gcr.io", "eu.gcr.io", "serviceaccount", "_json_key",
+         SecretRef("service_account_key", env_var="GCRK")),
         ("ghcr", "ghcr.io", "ghcr.io", "token", "u", SecretRef("token", env_var="GH")),
     ]
     dh = config.registries[1]
@@ -101,7 +103,8 @@ def test_duplicate_slugs_name_the_first_line(write):
 
 
 def test_the_slug_test_is_reserved(write):
-    path = write(HEAD + "  - provider: other\n    endpoint: r.example.com\n    slug: test\n    username: u\n    password: ${P}\n")
+    path = write(HEAD + "  - provider: other\n    endpoint: r.example.com\n    slug: test\n"
+                 "    username: u\n    password: ${P}\n")
     assert lines(path) == [
         'r.yaml:5:11: registries[0] (other "test"): slug "test" is reserved: it collides with the Vendor API\'s '
         "PUT /v3/external_registry/test route; choose another slug"
@@ -109,7 +112,8 @@ def test_the_slug_test_is_reserved(write):
 
 
 def test_invalid_image_references(write):
-    path = write(HEAD + "  - provider: ghcr\n    username: u\n    token: ${T}\n    tests: [acme/api, ok/img:v1, 'Acme/x:']\n")
+    path = write(HEAD + "  - provider: ghcr\n    username: u\n    token: ${T}\n"
+                 "    tests: [acme/api, ok/img:v1, 'Acme/x:']\n")
     assert lines(path) == [
         'r.yaml:6:13: registries[0] (ghcr "ghcr.io"): tests[0]: "acme/api" has no tag or digest; write '
         "acme/api:<tag> or acme/api@sha256:<64 hex digits>",
@@ -130,7 +134,8 @@ SOPS_BLOCK = "sops:\n  age: []\n  mac: ENC[AES256_GCM,data:x,type:str]\n  versio
 
 
 def test_sops_file_validates_without_keys(write):
-    path = write(HEAD + "  - provider: ghcr\n    username: u\n    token: ENC[AES256_GCM,data:abc,type:str]\n" + SOPS_BLOCK)
+    path = write(HEAD + "  - provider: ghcr\n    username: u\n    token: ENC[AES256_GCM,data:abc,type:str]\n"
+                 + SOPS_BLOCK)
     assert lines(path) == []
     config = load_config(path)
     assert config.sops is True

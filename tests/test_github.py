@@ -179,13 +179,15 @@ def test_github_errors_are_one_line_without_the_token(github_server, status, hea
 
 def test_a_wrong_token_a_missing_pull_request_and_an_unreachable_server(github_server):
     pr = github_server.add_issue(pull=True)
-    with client(github_server, token="ghs_wrong") as gh, pytest.raises(GitHubError, match=r"the token was refused \(401: Bad credentials\)"):
+    refused = r"the token was refused \(401: Bad credentials\)"
+    with client(github_server, token="ghs_wrong") as gh, pytest.raises(GitHubError, match=refused):
         gh.find_comment(pr, "m")
     with client(github_server) as gh, pytest.raises(GitHubError, match=r"not found \(404: Not Found\)"):
         gh.find_comment(999, "m")
     url = github_server.url
     github_server.stop()
-    with GitHub(token=TOKEN, repository=REPO, api_url=url, timeout=2) as gh, pytest.raises(GitHubError, match="cannot reach"):
+    with (GitHub(token=TOKEN, repository=REPO, api_url=url, timeout=2) as gh,
+          pytest.raises(GitHubError, match="cannot reach")):
         gh.find_comment(pr, "m")
 
 

@@ -432,7 +432,8 @@ def test_control_endpoints_faults_stats_and_reset(sandbox, http):
         assert {k: v for k, v in stats["by_operation"].items() if v} == {
             "create": 2, "list": 1, "update": 1, "delete": 1, "logs": 1, "test": 1}
         assert control.post("/_sandbox/faults", json={"rules": [{"action": "explode"}]}).status_code == 400
-        assert control.post("/_sandbox/faults", json={"rate_limit": {"requests": 1, "per_seconds": 60}}).status_code == 200
+        rate_limit = {"rate_limit": {"requests": 1, "per_seconds": 60}}
+        assert control.post("/_sandbox/faults", json=rate_limit).status_code == 200
         assert http.get("/external_registries").status_code == 200
         assert http.get("/external_registries").status_code == 429
         assert control.post("/_sandbox/reset").status_code == 200

@@ -100,7 +100,8 @@ def test_unknown_field_suggests_the_closest(validate, name):
 def test_unknown_field_without_a_close_match_lists_the_allowed(validate, name):
     lines = VALID[name] + ["colour: blue"]
     row = len(lines) + 2
-    allowed = ", ".join(json.loads((schema.schema_dir() / "providers" / f"{name}.schema.json").read_text())["properties"])
+    provider_schema = json.loads((schema.schema_dir() / "providers" / f"{name}.schema.json").read_text())
+    allowed = ", ".join(provider_schema["properties"])
     assert [x for x in validate(HEAD + entry(lines)) if "warning" not in x] == [
         f'r.yaml:{row}:5: {label(name)}: unknown field "colour"; allowed here: {allowed}'
     ]
@@ -211,7 +212,8 @@ def test_endpoint_must_match_the_provider_hosts(validate, name, endpoint):
     title, example = PROVIDERS[name].title, PROVIDERS[name].endpoint_example
     out = [line for line in validate(HEAD + entry(lines)) if "warning" not in line]
     assert out == [
-        f'r.yaml:4:15: {label(name, endpoint)}: endpoint "{endpoint}" is not {"an" if name == "ecr" else "a"} {title} host; '
+        f'r.yaml:4:15: {label(name, endpoint)}: endpoint "{endpoint}" is not '
+        f'{"an" if name == "ecr" else "a"} {title} host; '
         f'expected a host like "{example}"'
     ]
 
@@ -261,7 +263,8 @@ def test_secret_in_a_field_the_provider_does_not_have(validate, name, wrong):
     fields = " or ".join(f'"{m.secret_field}"' for m in PROVIDERS[name].auth_modes.values())
     out = [x for x in validate(HEAD + entry(lines)) if "warning" not in x]
     assert out == [
-        f'r.yaml:{len(lines) + 2}:5: {label(name)}: unknown field "{wrong}"; a {name} registry takes its secret in {fields}'
+        f'r.yaml:{len(lines) + 2}:5: {label(name)}: unknown field "{wrong}"; '
+        f"a {name} registry takes its secret in {fields}"
     ]
 
 
@@ -345,7 +348,9 @@ def test_document_level_errors_have_no_breadcrumb(validate):
 
 
 def test_a_non_mapping_file_and_entry(validate):
-    assert validate("- a\n- b\n") == ["r.yaml:1:1: the file must be a mapping (version: 1, registries: ...), not a list"]
+    assert validate("- a\n- b\n") == [
+        "r.yaml:1:1: the file must be a mapping (version: 1, registries: ...), not a list"
+    ]
     assert validate(HEAD + "  - ghcr\n") == [
         "r.yaml:3:5: registries[0]: each entry of registries must be a mapping (provider: ...), not a string"
     ]
@@ -354,7 +359,8 @@ def test_a_non_mapping_file_and_entry(validate):
 def test_every_error_is_reported_sorted(validate):
     text = HEAD + entry(["provider: ghcr", "usernme: x", "token: lit"]) + entry(["provider: quay", "username: 1"])
     assert validate(text) == [
-        'r.yaml:3:5: registries[0] (ghcr "ghcr.io"): missing required field "username": the GitHub Container Registry user name',
+        'r.yaml:3:5: registries[0] (ghcr "ghcr.io"): missing required field "username": '
+        "the GitHub Container Registry user name",
         'r.yaml:4:5: registries[0] (ghcr "ghcr.io"): unknown field "usernme"; did you mean "username"?',
         'r.yaml:5:12: registries[0] (ghcr "ghcr.io"): token holds a literal secret; write token: ${VARIABLE} '
         "and set that environment variable, or encrypt the file with sops",

@@ -94,7 +94,8 @@ def build_image(content: bytes = DEMO_CONTENT, *, flavour: str = "oci") -> Image
             "layers": [{"mediaType": layer_type, "digest": digest_of(layer), "size": len(layer)}],
         }
     )
-    return Image(manifest=manifest, media_type=manifest_type, blobs={digest_of(config): config, digest_of(layer): layer})
+    blobs = {digest_of(config): config, digest_of(layer): layer}
+    return Image(manifest=manifest, media_type=manifest_type, blobs=blobs)
 
 
 class DemoRegistry:
