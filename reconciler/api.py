@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from reconciler import __version__, answers
@@ -77,6 +77,13 @@ RETRY_STATUSES = frozenset({429, 502, 503, 504})
 UNCERTAIN_STATUSES = frozenset({502, 503, 504})  # the work may have been done
 _MAYBE_CREATED = " (it may have been created: list the registries to see)"
 _LIST = "/v3/external_registries"
+
+
+class _ErrorFields(TypedDict):
+    """What every APIError carries besides its message."""
+
+    status: int
+    api_message: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -382,7 +389,7 @@ class VendorAPI:
             if not budget.wait(retry_after, ended=ended):
                 maybe = _MAYBE_CREATED if uncertain and landed is not None else ""
                 raise self._gave_up(what, budget, answer, failure, masker, note + maybe)
-            if ended == CONNECT and not told:
+            if ended == CONNECT and failure is not None and not told:
                 told = True
                 log.warning("%s: cannot connect to %s (%s); retrying for up to %g s",
                             what, self.origin, failure.kind, self.retry.connect_time)
@@ -427,7 +434,7 @@ class VendorAPI:
                 else f" ({answers.excerpt(answer, masker)})" if answer.content else "")
         said += note
         tries = f" after {budget.attempts} attempts" if budget.attempts > 1 else ""
-        kw = {"status": status, "api_message": message}
+        kw: _ErrorFields = {"status": status, "api_message": message}
         if status in (401, 403):
             hint = f"; check {TOKEN_VAR}"
             if not message:  # not the Vendor API's own refusal: maybe not the Vendor API

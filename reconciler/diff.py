@@ -51,7 +51,7 @@ def _comparable_remote(r: RemoteRegistry) -> dict:
 
 def _shown(name: str, value: object) -> object:
     """The value as a FieldChange holds it: app ids as a sorted tuple."""
-    if name == "appIds":
+    if name == "appIds" and isinstance(value, frozenset):
         return tuple(sorted(value))
     return value
 
@@ -136,12 +136,10 @@ def _credentials(
                 "the state file's fingerprint key changed (REGSYNC_STATE_KEY or the API "
                 "token is different): credentials will be re-set from the file"
             )
+        if _same_secret_as_before(desired, remote, recorded.fingerprint, fingerprinter):
+            description = None  # only the username (or auth type) changed, and shows as such
     else:
         description = None
-    if description == CREDENTIALS_CHANGED and _same_secret_as_before(
-        desired, remote, recorded.fingerprint, fingerprinter
-    ):
-        description = None  # only the username (or auth type) changed, and shows as such
     if remote is not None and recorded is not None and _later(
         remote.updated_at, recorded.updated_at
     ):
@@ -167,6 +165,7 @@ def _create(desired: DesiredRegistry, state: State, fingerprint: str, key_change
         )
     ]
     credentials, reasons = _credentials(desired, None, state, fingerprint, key_changed)
+    assert credentials is not None  # with no remote registry, credentials are always set
     fields.append(credentials)
     return Change(
         "create", desired.slug, desired.provider, tuple(fields), tuple(reasons), desired=desired
@@ -290,9 +289,11 @@ def _apps_by_slug(change: Change, names: Mapping[str, str]) -> Change:
     """``change`` with its appIds field showing app slugs (IDs the team lacks stay IDs)."""
     from reconciler.apps import named
 
+    def by_slug(ids: object) -> object:  # a tuple of app IDs; None for a new registry's old value
+        return named(ids, names) if isinstance(ids, tuple) else ids
+
     fields = tuple(
-        replace(f, old=named(f.old, names) if f.old is not None else None, new=named(f.new, names))
-        if f.name == "appIds" else f
+        replace(f, old=by_slug(f.old), new=by_slug(f.new)) if f.name == "appIds" else f
         for f in change.fields
     )
     return replace(change, fields=fields)

@@ -119,14 +119,10 @@ def reviewed_from_text(text: str, *, source: str) -> Reviewed | None:
         if len(set(found)) > 1:
             raise PlanError(f"{source}: holds {len(set(found))} different plan digests; give one")
         listed = _ITEMS_RE.search(text)
-        parsed = None
+        parsed: tuple[tuple[str, str, str], ...] | None = None
         if listed is not None:
-            parsed = []
-            for word in listed.group(1).split():
-                parts = word.split(":")
-                if len(parts) == 3:
-                    parsed.append((parts[0], _unquote(parts[1]), parts[2]))
-            parsed = tuple(parsed)
+            words = (word.split(":") for word in listed.group(1).split())
+            parsed = tuple((parts[0], _unquote(parts[1]), parts[2]) for parts in words if len(parts) == 3)
         return Reviewed(found[0], parsed, source)
     try:
         data = json.loads(text)

@@ -136,8 +136,8 @@ class GitHub:
     def _reason(status: int, headers: Mapping[str, str], data: Any) -> str:
         message = _clip(data.get("message", "")) if isinstance(data, dict) else ""
         if isinstance(data, dict) and isinstance(data.get("errors"), list):
-            details = [e.get("message") or e.get("code") for e in data["errors"] if isinstance(e, dict)]
-            details = [_clip(d) for d in details if d]
+            said_by_each = [e.get("message") or e.get("code") for e in data["errors"] if isinstance(e, dict)]
+            details = [_clip(d) for d in said_by_each if d]
             if details:
                 message = f"{message} ({'; '.join(details[:3])})"
         said = f": {message}" if message else ""

@@ -30,10 +30,14 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from reconciler import __version__, imageref
 from reconciler.secretvalue import Secret
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_DEADLINE = 30.0  # seconds for one whole check, every request and redirect in it
@@ -182,7 +186,7 @@ class _Answer:
     """A response read within the caps: status, headers and at most ``limit`` bytes."""
 
     status_code: int
-    headers: object
+    headers: httpx.Headers
     content: bytes
 
 
@@ -206,7 +210,8 @@ class _Session:
     """One check: one httpx.Client, the credentials, the current Authorization and
     the deadline (a timer shuts the check's sockets when it passes)."""
 
-    def __init__(self, endpoint, username, password, insecure, timeout, deadline, transport):
+    def __init__(self, endpoint: str, username: str | None, password: Secret | str | None, insecure: bool,
+                 timeout: float, deadline: float, transport: httpx.BaseTransport | None) -> None:
         import httpx
 
         self.host = registry_host(endpoint)

@@ -106,6 +106,7 @@ def save_plan(
 def load_plan(path) -> SavedPlan:
     path = os.fspath(path)
     text = read_text(path, what="plan file", error=PlanError)
+    assert text is not None  # without missing_ok, a missing file raises
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -32,8 +32,8 @@ def compile_check(node: Any) -> Callable[[Any], bool]:
     object per keyword and value, ~45 us an entry) then runs only on entries this rejects."""
     if node is True or node is False:
         return lambda instance: node
-    checks = [_keyword_check(k, v, node) for k, v in node.items() if k not in _ANNOTATIONS]
-    checks = [check for check in checks if check is not None]
+    found = [_keyword_check(k, v, node) for k, v in node.items() if k not in _ANNOTATIONS]
+    checks = [check for check in found if check is not None]
 
     def accepts(instance: Any) -> bool:
         for check in checks:  # a loop, not all(generator): this runs per value
@@ -50,7 +50,8 @@ def _keyword_check(key: str, value: Any, node: dict) -> Callable[[Any], bool] | 
         if not set(names) <= {*_TYPES, "integer", "number"}:
             raise KeyError(value)
         if len(names) == 1 and names[0] in _TYPES:
-            return lambda i, cls=_TYPES[names[0]]: isinstance(i, cls)
+            cls = _TYPES[names[0]]
+            return lambda i: isinstance(i, cls)
         return lambda i: any(_is_type(i, name) for name in names)
     if key in ("const", "enum"):
         allowed = [value] if key == "const" else value
@@ -78,8 +79,8 @@ def _keyword_check(key: str, value: Any, node: dict) -> Callable[[Any], bool] | 
     if key == "uniqueItems":
         return _unique_strings if value else None
     if key == "allOf":
-        subs = [compile_check(sub) for sub in value]
-        return lambda i: all(sub(i) for sub in subs)
+        parts = [compile_check(sub) for sub in value]
+        return lambda i: all(part(i) for part in parts)
     if key == "not":
         sub = compile_check(value)
         return lambda i: not sub(i)

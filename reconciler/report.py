@@ -44,7 +44,7 @@ def _table(header: tuple[str, ...], rows: list[tuple]) -> list[str]:
 def apply_markdown(result: ApplyResult) -> str:
     lines = ["### regsync apply", "", f"**{summary_line(result)}**"]
     if result.changes:
-        rows = [
+        rows: list[tuple] = [  # a table's rows (the tests' below have one more column)
             (o.change.slug, o.change.action, _MARK[o.status], o.error)
             for o in result.changes
         ]

@@ -272,8 +272,9 @@ class _Mapper:
         ctx, _ = split_path(path)
         if ctx and ctx[0] == "registries":
             entry = self.doc.data["registries"][ctx[1]]
-            if isinstance(entry, dict):
-                return PROVIDERS.get(entry.get("provider")) if isinstance(entry.get("provider"), str) else None
+            name = entry.get("provider") if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                return PROVIDERS.get(name)
         return None
 
     def add(self, path: KeyPath, error) -> None:

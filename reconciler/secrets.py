@@ -58,6 +58,7 @@ def resolve_secrets(config: Config, *, env: Mapping[str, str], sops_timeout: flo
             if problem:
                 problems.append(f"{where}{ref.field}: environment variable {var} {problem}")
                 continue
+        assert value is not None  # decrypted (checked above), or set (env_problem refuses None)
         problem = _service_account_problem(registry, value)
         if problem:
             problems.append(f"{where}{problem}")
@@ -161,9 +162,9 @@ def decrypt_sops(path: str, *, env: Mapping[str, str], timeout: float = SOPS_TIM
         failure = f"sops did not finish within {timeout:g} s"
     except OSError as exc:
         failure = f"sops at {binary} cannot be run ({exc.strerror or type(exc).__name__})"
-    if failure is None and proc.returncode != 0:
+    if proc is not None and proc.returncode != 0:  # sops ran (no failure above) and failed
         failure = _explain(proc.returncode, proc.stderr.decode("utf-8", "replace"), known)
-    if failure is not None:
+    if proc is None or failure is not None:
         del proc
         raise SecretError(f"{path}: sops could not decrypt: {failure}")
     data = None

@@ -8,8 +8,9 @@ class Secret:
     that puts it on the wire (the API client, the OCI check) should call it."""
 
     __slots__ = ("_value",)
+    _value: str
 
-    def __init__(self, value: str):
+    def __init__(self, value: str | Secret):
         if isinstance(value, Secret):
             value = value.reveal()
         object.__setattr__(self, "_value", value)

@@ -114,7 +114,7 @@ def transport_for(origin: str) -> httpx.HTTPTransport:
                          "supports (http, https, or socks5 with httpx[socks])") from None
     pool = getattr(transport, "_pool", None)  # httpx keeps httpcore's pool here
     backend = getattr(pool, "_network_backend", None)
-    if isinstance(backend, httpcore.NetworkBackend):
+    if pool is not None and isinstance(backend, httpcore.NetworkBackend):
         pool._network_backend = _Backend(backend)
     return transport
 

@@ -35,6 +35,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -434,7 +435,7 @@ def run(
     token: str | None = None,
     readonly_token: str | None = None,
     key_file: str | None = None,
-    env: dict | None = None,
+    env: Mapping[str, str] | None = None,
     latency_ms: int = 0,
     fail_before_rate: float = 0.0,
     lose_after_rate: float = 0.0,

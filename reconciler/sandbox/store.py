@@ -8,11 +8,13 @@ slug as associated data, so a sealed password copied onto another row fails to o
 from __future__ import annotations
 
 import base64
+import builtins
 import json
 import os
 import sqlite3
 import stat
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,7 +64,7 @@ def now_rfc3339(after: str | None = None) -> str:
     return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def load_key(*, db: str, key_file: str | None = None, env: dict | None = None) -> bytes:
+def load_key(*, db: str, key_file: str | None = None, env: Mapping[str, str] | None = None) -> bytes:
     """The 32-byte AES key: ``REGSYNC_SANDBOX_KEY`` (base64), else a key file beside
     the db (``<db>.key``), created with mode 0600 when missing. A key file others can
     read is refused. An in-memory db without either gets a throwaway key."""
@@ -310,7 +312,7 @@ class Store:
                 (action, endpoint, slug, image, tag, status_code, int(is_success), now_rfc3339()),
             )
 
-    def logs(self, *, slug: str | None = None, endpoint: str | None = None) -> list[dict]:
+    def logs(self, *, slug: str | None = None, endpoint: str | None = None) -> builtins.list[dict]:
         """Newest first; ``endpoint`` matches an entry's endpoint or its slug (the
         official CLI sends a registry's name as ``endpoint``)."""
         where, args = [], []
