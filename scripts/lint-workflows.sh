@@ -28,5 +28,5 @@ done
 git init -q "$scratch" # actionlint resolves `uses: ./` from the repository's root
 (cd "$scratch" && "$OLDPWD/$bin/actionlint" -shellcheck shellcheck -pyflakes= .github/workflows/*.yml)
 "$bin/zizmor" --offline --no-progress action.yml examples/github-actions/*.yml
-shellcheck scripts/action.sh scripts/lint-workflows.sh
+shellcheck scripts/action.sh scripts/lint-workflows.sh scripts/lint.sh
 echo "lint-workflows: actionlint, zizmor and shellcheck are clean"
