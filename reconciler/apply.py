@@ -18,6 +18,7 @@ import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from reconciler.errors import APINotFound, RegsyncError
@@ -146,7 +147,7 @@ class _Recorder:
         self.fingerprinter = fingerprinter
 
     def record(self, change: Change, remote: RemoteRegistry | None) -> None:
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         from reconciler.state import RegistryState
 
@@ -169,7 +170,7 @@ class _Recorder:
             fingerprint=fingerprint,
             updated_at=remote.updated_at if remote else None,
             team_id=(remote.team_id or None) if remote else None,
-            set_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            set_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         ))
 
 

@@ -14,7 +14,7 @@ import sys
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -55,7 +55,7 @@ ConfigOpt = Annotated[
     Path, typer.Option("--config", "-c", help="The registries file.", show_default=True)
 ]
 StateOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         help="Where the state lives: PATH, s3://BUCKET/KEY or git:BRANCH. "
         "[default: $REGSYNC_STATE, settings.state, else regsync.state.json beside the registries file]",
@@ -71,7 +71,7 @@ RekeyOpt = Annotated[
     typer.Option("--rekey", help="Accept a new REGSYNC_STATE_KEY: every credential is set again once."),
 ]
 ReplaceOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option("--replace", help="Set this registry's credentials again even if unchanged (repeatable).",
                  show_default=False),
 ]
@@ -87,7 +87,7 @@ def _duration(text: str) -> float:
 
 
 TokenOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--api-token",
         help="Vendor API token. [default: $REPLICATED_API_TOKEN]",
@@ -95,7 +95,7 @@ TokenOpt = Annotated[
     ),
 ]
 OriginOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--api-origin",
         help="Vendor API origin. [default: $REPLICATED_API_ORIGIN or https://api.replicated.com/vendor]",
@@ -103,7 +103,7 @@ OriginOpt = Annotated[
     ),
 ]
 TargetOpt = Annotated[
-    Optional[list[str]],
+    list[str] | None,
     typer.Option(
         "--target",
         help="Plan only the registries whose slug matches; globs as in settings.ignore (repeatable).",
@@ -172,7 +172,7 @@ def _root(
 @app.command()
 def validate(
     files: Annotated[
-        Optional[list[Path]], typer.Argument(help="Registries files. [default: registries.yaml]")
+        list[Path] | None, typer.Argument(help="Registries files. [default: registries.yaml]")
     ] = None,
     check_env: Annotated[
         bool, typer.Option("--check-env", help="Also report ${VAR}s that are not set.")
@@ -213,7 +213,7 @@ def plan(
     state: StateOpt = None,
     fmt: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = PlanFormat.text,
     out: Annotated[
-        Optional[Path], typer.Option("--out", help="Save the plan for `regsync apply PLANFILE`.")
+        Path | None, typer.Option("--out", help="Save the plan for `regsync apply PLANFILE`.")
     ] = None,
     detailed_exitcode: Annotated[
         bool,
@@ -308,7 +308,7 @@ def _print_test(outcome) -> None:
 def apply(
     ctx: typer.Context,
     planfile: Annotated[
-        Optional[Path], typer.Argument(help="A plan saved by `regsync plan --out`.")
+        Path | None, typer.Argument(help="A plan saved by `regsync plan --out`.")
     ] = None,
     config: ConfigOpt = Path("registries.yaml"),
     state: StateOpt = None,
@@ -323,14 +323,14 @@ def apply(
         bool, typer.Option("--force", help="Apply even when deletes exceed settings.max_deletes.")
     ] = False,
     report: Annotated[
-        Optional[Path], typer.Option("--report", help="Write a JSON report of each change and test.")
+        Path | None, typer.Option("--report", help="Write a JSON report of each change and test.")
     ] = None,
     report_format: Annotated[
         ReportFormat,
         typer.Option("--report-format", help="--report as JSON, or as markdown for a CI job summary."),
     ] = ReportFormat.json,
     expect_plan: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--expect-plan",
             help="Apply only if the plan has this digest (sha256:..., or a file holding a "
@@ -463,7 +463,7 @@ def _write_text(path: Path, text: str) -> None:
 def test_images(
     config: ConfigOpt = Path("registries.yaml"),
     slug: Annotated[
-        Optional[list[str]], typer.Option("--slug", help="Test only this registry (repeatable).")
+        list[str] | None, typer.Option("--slug", help="Test only this registry (repeatable).")
     ] = None,
     parallelism: Annotated[int, typer.Option(min=1, max=32, help="Image tests run at once.")] = 4,
     api_token: TokenOpt = None,
@@ -500,7 +500,7 @@ def test_images(
 @app.command("import")
 def import_registries(
     output: Annotated[
-        Optional[Path], typer.Option("--output", "-o", help="Write here instead of stdout.")
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite the output file.")] = False,
     api_token: TokenOpt = None,
@@ -554,12 +554,12 @@ def list_registries(
 @app.command("logs")
 def registry_logs(
     slugs: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Argument(help="Registries to show. [default: every registry of the team]", show_default=False),
     ] = None,
     fmt: Annotated[ListFormat, typer.Option("--format", help="Output format.")] = ListFormat.table,
     since: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--since", metavar="DURATION", help="Only entries this recent: 30m, 24h, 7d, 1h30m.", show_default=False),
     ] = None,
     failures: Annotated[bool, typer.Option("--failures", help="Only failed pulls and tests.")] = False,
@@ -594,7 +594,7 @@ def sandbox(
         Path, typer.Option(help="SQLite file for the sandbox's state (':memory:' for none).")
     ] = Path("regsync-sandbox.db"),
     token: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="API token clients must send. [default: $REGSYNC_SANDBOX_TOKEN or sandbox-token]", show_default=False),
     ] = None,
     latency_ms: Annotated[int, typer.Option(min=0, help="Latency added to every API call.")] = 0,
@@ -605,22 +605,21 @@ def sandbox(
         float, typer.Option(min=0.0, max=1.0, help="Share of write calls done, then answered with nothing.")
     ] = 0.0,
     rate_limit: Annotated[
-        Optional[str], typer.Option(help="N/SECONDS: answer 429 past N calls per SECONDS.", show_default=False)
+        str | None, typer.Option(help="N/SECONDS: answer 429 past N calls per SECONDS.", show_default=False)
     ] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Seed for the random faults.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed for the random faults.")] = None,
     app_seed: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--app", help="SLUG or SLUG=ID: an app the team has (GET /v3/apps); repeatable.", show_default=False),
     ] = None,
     key_file: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="Key for credentials at rest. [default: $REGSYNC_SANDBOX_KEY, else DB.key, made 0600]", show_default=False),
     ] = None,
 ) -> int:
     """Serve a local stand-in for the Vendor API's external registries."""
-    from reconciler.sandbox.server import run
-
     from reconciler.sandbox.faults import parse_rate_limit
+    from reconciler.sandbox.server import run
 
     limit = None
     if rate_limit:

@@ -7,12 +7,18 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from reconciler.cli import (
-    _APP_SETTINGS, EXIT_OK, ConfigOpt, LockTimeoutOpt, StateOpt, _duration, _err,
+    _APP_SETTINGS,
+    EXIT_OK,
+    ConfigOpt,
+    LockTimeoutOpt,
+    StateOpt,
+    _duration,
+    _err,
 )
 
 app = typer.Typer(
@@ -26,7 +32,7 @@ class StateFormat(str, Enum):
     json = "json"
 
 
-def _state_store(config: Path, state: Optional[str]):
+def _state_store(config: Path, state: str | None):
     from reconciler.state.commands import open_store
 
     return open_store(state, env=os.environ, config_path=config)

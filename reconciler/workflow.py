@@ -287,7 +287,11 @@ def run_apply(
     run the image tests. Returns the ``ApplyResult``, or None when ``confirm`` said no
     (nothing was changed)."""
     from reconciler.apply import (
-        ApplyResult, apply_plan, run_image_tests, skipped_tests, untestable,
+        ApplyResult,
+        apply_plan,
+        run_image_tests,
+        skipped_tests,
+        untestable,
     )
     desired = load_desired(config_path, env=env)
     _settle()

@@ -25,9 +25,9 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.errors import StateError
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # validate imports reconciler.state.location; keep this package light
     from reconciler.model import DesiredRegistry

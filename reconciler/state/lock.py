@@ -12,7 +12,7 @@ import socket
 import time
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from reconciler.errors import StateError
 
@@ -45,7 +45,7 @@ class LockInfo:
         return cls(
             id=str(uuid.uuid4()),
             who=f"{user}@{socket.gethostname()}",
-            when=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            when=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             operation=operation,
             version=__version__,
         )
