@@ -116,12 +116,11 @@ def parse_duration(text: str) -> float:
     """``30s``, ``2m``, ``1h``, ``500ms`` or plain seconds, as seconds. Raises ValueError."""
     s = text.strip().lower()
     units = (("ms", 0.001), ("s", 1.0), ("m", 60.0), ("h", 3600.0))
-    for suffix, factor in units:
+    number, factor = s, 1.0
+    for suffix, unit in units:
         if s.endswith(suffix) and not (suffix == "s" and s.endswith("ms")):
-            number = s[: -len(suffix)]
+            number, factor = s[: -len(suffix)], unit
             break
-    else:
-        number, factor = s, 1.0
     try:
         value = float(number) * factor
     except ValueError:
