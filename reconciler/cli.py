@@ -560,7 +560,8 @@ def registry_logs(
     fmt: Annotated[ListFormat, typer.Option("--format", help="Output format.")] = ListFormat.table,
     since: Annotated[
         str | None,
-        typer.Option("--since", metavar="DURATION", help="Only entries this recent: 30m, 24h, 7d, 1h30m.", show_default=False),
+        typer.Option("--since", metavar="DURATION", help="Only entries this recent: 30m, 24h, 7d, 1h30m.",
+                     show_default=False),
     ] = None,
     failures: Annotated[bool, typer.Option("--failures", help="Only failed pulls and tests.")] = False,
     api_token: TokenOpt = None,
@@ -595,7 +596,8 @@ def sandbox(
     ] = Path("regsync-sandbox.db"),
     token: Annotated[
         str | None,
-        typer.Option(help="API token clients must send. [default: $REGSYNC_SANDBOX_TOKEN or sandbox-token]", show_default=False),
+        typer.Option(help="API token clients must send. [default: $REGSYNC_SANDBOX_TOKEN or sandbox-token]",
+                     show_default=False),
     ] = None,
     latency_ms: Annotated[int, typer.Option(min=0, help="Latency added to every API call.")] = 0,
     fail_before_commit: Annotated[
@@ -610,11 +612,13 @@ def sandbox(
     seed: Annotated[int | None, typer.Option(help="Seed for the random faults.")] = None,
     app_seed: Annotated[
         list[str] | None,
-        typer.Option("--app", help="SLUG or SLUG=ID: an app the team has (GET /v3/apps); repeatable.", show_default=False),
+        typer.Option("--app", help="SLUG or SLUG=ID: an app the team has (GET /v3/apps); repeatable.",
+                     show_default=False),
     ] = None,
     key_file: Annotated[
         Path | None,
-        typer.Option(help="Key for credentials at rest. [default: $REGSYNC_SANDBOX_KEY, else DB.key, made 0600]", show_default=False),
+        typer.Option(help="Key for credentials at rest. [default: $REGSYNC_SANDBOX_KEY, else DB.key, made 0600]",
+                     show_default=False),
     ] = None,
 ) -> int:
     """Serve a local stand-in for the Vendor API's external registries."""

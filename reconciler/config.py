@@ -284,7 +284,8 @@ def _env_diagnostics(doc: yamlpos.Document, labels: Labels, env: Mapping[str, st
                 continue
             line, col = doc.value_pos(("registries", i, name))
             out.append(
-                Diagnostic(doc.file, line, col, labels(("registries", i)), f"{name}: environment variable {var} {problem}")
+                Diagnostic(doc.file, line, col, labels(("registries", i)),
+                           f"{name}: environment variable {var} {problem}")
             )
     return out
 

@@ -160,7 +160,8 @@ def test_unlock_removes_only_the_lock_it_names(shared):
 def test_a_run_whose_lock_was_removed_meanwhile_says_so(shared):
     make, _ = shared
     running = make()
-    with pytest.raises(StateError, match=r"the lock was removed \(by `regsync state unlock`\?\) or replaced while this run held it"):
+    removed = r"the lock was removed \(by `regsync state unlock`\?\) or replaced while this run held it"
+    with pytest.raises(StateError, match=removed):
         with running.locked("apply"):
             make().backend.force_unlock(make().backend.current_lock().id)
     assert make().backend.current_lock() is None

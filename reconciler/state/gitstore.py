@@ -84,7 +84,8 @@ class GitBackend:
         fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))] or lines
         reason = clean(fatal[-1] if fatal else f"exit {proc.returncode}", 160)
         low = text.lower()
-        if "could not read from remote" in low or "unable to access" in low or "does not appear to be a git repository" in low:
+        unreachable = ("could not read from remote", "unable to access", "does not appear to be a git repository")
+        if any(phrase in low for phrase in unreachable):
             hint = "check that origin is reachable and that git's credentials may read and push it"
         elif "permission" in low or "denied" in low or "403" in low:
             hint = "git's credentials may not push to origin"
@@ -108,7 +109,9 @@ class GitBackend:
         if size.returncode != 0:
             return None
         if int(size.stdout.strip() or 0) > limit:
-            raise StateError(f"{self.location}: {name} on {self.branch} is larger than {limit} bytes: not a regsync state")
+            raise StateError(
+                f"{self.location}: {name} on {self.branch} is larger than {limit} bytes: not a regsync state"
+            )
         return self._run("cat-file", "blob", f"{commit}:{name}").stdout
 
     def _commit(self, name: str, data: bytes, parent: str | None, message: str) -> str:
@@ -194,4 +197,6 @@ class GitBackend:
         holder, sha = self._lock()
         check_unlock(self.location, holder, lock_id)
         if not self._push(self.lock_ref, sha, None):
-            raise StateError(f"{self.location}: the lock changed while unlocking; run `regsync state show` and try again")
+            raise StateError(
+                f"{self.location}: the lock changed while unlocking; run `regsync state show` and try again"
+            )
