@@ -19,8 +19,14 @@ import os
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reconciler.model import Config, RemoteRegistry
+
+if TYPE_CHECKING:  # imported where used at run time: validate and --help stay light
+    from reconciler.plan import Plan
+    from reconciler.state import Fingerprinter, State
+    from reconciler.state.store import StateStore
 
 STATE_FILENAME = "regsync.state.json"
 
@@ -77,11 +83,11 @@ class Session:
     """One plan's inputs and result, kept together so apply can use them."""
 
     config: Config
-    store: object  # reconciler.state.store.StateStore
-    state: object  # reconciler.state.State
+    store: StateStore
+    state: State
     remote: list[RemoteRegistry]
-    fingerprinter: object  # reconciler.state.Fingerprinter
-    plan: object  # reconciler.plan.Plan
+    fingerprinter: Fingerprinter
+    plan: Plan
     prune: bool
     targets: tuple[str, ...]
     checks: tuple | None = None  # CredentialChecks, when --check-credentials ran
