@@ -14,7 +14,7 @@ import sys
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, TypedDict
 
 import typer
 
@@ -23,7 +23,20 @@ from reconciler.errors import ConfigError, RegsyncError, escaped
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES, EXIT_BUG, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-_APP_SETTINGS = dict(
+
+class AppSettings(TypedDict):
+    """The keywords every regsync Typer app is made with (``typer.Typer(**settings)``)."""
+
+    name: str
+    help: str
+    no_args_is_help: bool
+    add_completion: bool
+    pretty_exceptions_enable: bool
+    rich_markup_mode: Literal["markdown", "rich"] | None
+    context_settings: dict[str, Any]
+
+
+_APP_SETTINGS = AppSettings(
     name="regsync",
     help="Keep a Replicated team's external registries exactly as a YAML file says.",
     no_args_is_help=True,
@@ -674,7 +687,8 @@ def _app_for(args: list[str]) -> typer.Typer:
     from typer.main import get_command_name
 
     for info in app.registered_commands:
-        if args and args[0] == (info.name or get_command_name(info.callback.__name__)):
+        name = info.name or (get_command_name(info.callback.__name__) if info.callback else None)
+        if args and args[0] == name:
             one = typer.Typer(**_APP_SETTINGS)
             one.registered_callback = app.registered_callback
             one.registered_commands = [info]

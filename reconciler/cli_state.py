@@ -14,6 +14,7 @@ import typer
 from reconciler.cli import (
     _APP_SETTINGS,
     EXIT_OK,
+    AppSettings,
     ConfigOpt,
     LockTimeoutOpt,
     StateOpt,
@@ -21,10 +22,12 @@ from reconciler.cli import (
     _err,
 )
 
-app = typer.Typer(
-    **{**_APP_SETTINGS, "name": "state",
-       "help": "Inspect and manage the state: show, unlock, rm, migrate, new-key."}
-)
+_STATE_SETTINGS: AppSettings = {
+    **_APP_SETTINGS, "name": "state",
+    "help": "Inspect and manage the state: show, unlock, rm, migrate, new-key.",
+}
+# annotated: mypy cannot infer it through the import cycle with reconciler.cli
+app: typer.Typer = typer.Typer(**_STATE_SETTINGS)
 
 
 class StateFormat(str, Enum):
