@@ -3,7 +3,8 @@ remote registries (from the API). Plain frozen data, no I/O."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 
 from reconciler.secretvalue import Secret
 
@@ -27,7 +28,7 @@ class SecretRef:
     field: str  # the YAML field: password | token | secret_access_key | service_account_key
     env_var: str | None = None
     encrypted: bool = False
-    position: Position | None = field(default=None, compare=False)  # of the value, for errors
+    position: Position | None = dataclass_field(default=None, compare=False)  # of the value, for errors
 
     def describe(self) -> str:
         if self.env_var:
@@ -74,7 +75,7 @@ class DesiredRegistry:
     tests: tuple[str, ...] = ()
     # `apps:` (slugs), until workflow resolves them into app_ids; with the position of each
     app_slugs: tuple[str, ...] | None = None
-    app_slug_positions: tuple[Position, ...] = field(default=(), compare=False)
+    app_slug_positions: tuple[Position, ...] = dataclass_field(default=(), compare=False)
     skip_validation: bool = False
     position: Position | None = None
     secret: Secret | None = None
@@ -200,7 +201,7 @@ class RegistryLog:
     slug: str = ""
     status_code: int = 0
     tag: str = ""
-    extra: dict = field(default_factory=dict)
+    extra: dict = dataclass_field(default_factory=dict)
 
     @classmethod
     def from_api(cls, d: dict) -> RegistryLog:
