@@ -50,8 +50,11 @@ def clipped(text: str, limit: int = VALUE_LIMIT) -> str:
 
 
 def _value(name: str, value: object) -> str:
-    if name == "appIds":
-        return "[" + ", ".join(value) + "]" if value else "(all apps)"
+    if name == "appIds":  # app IDs or slugs: a tuple, or a list from a saved plan
+        if not value:
+            return "(all apps)"
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(map(str, value)) + "]"
     if value is None:
         return "(none)"
     if value == "":
