@@ -43,7 +43,7 @@ def check_files(
     for path in paths:
         result = _analyse(path, build=False)
         diagnostics = list(result.diagnostics)
-        if check_env and result.doc is not None:
+        if check_env and result.doc is not None and result.labels is not None:  # set together
             diagnostics.extend(_env_diagnostics(result.doc, result.labels, env or {}))
         out.extend(sorted(diagnostics, key=lambda d: (d.line, d.col)))
     return out
@@ -317,12 +317,16 @@ def _build(doc: yamlpos.Document, sops: bool, warnings: tuple) -> Config:
         line, col = doc.value_pos(("registries", i))
         app_ids = entry.get("app_ids")
         apps = entry.get("apps")
+        endpoint = entry.get("endpoint") or provider.default_endpoint
+        slug = effective_slug(entry)
+        # the schema requires endpoint: for a provider without a default; the slug is then set too
+        assert endpoint is not None and slug is not None
         registries.append(
             DesiredRegistry(
                 index=i,
                 provider=provider.name,
-                slug=effective_slug(entry),
-                endpoint=entry.get("endpoint") or provider.default_endpoint,
+                slug=slug,
+                endpoint=endpoint,
                 auth_type=mode.api_auth_type,
                 username=mode.fixed_username or entry[mode.username_field],
                 secret_ref=secret_ref,
