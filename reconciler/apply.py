@@ -18,8 +18,7 @@ import os
 from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
-from datetime import UTC
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from reconciler.errors import APINotFound, RegsyncError
 from reconciler.model import Config, RemoteRegistry
@@ -99,7 +98,7 @@ class ApplyResult:
         """The JSON document of `apply --report FILE`. Holds no secret."""
         changes = []
         for o in self.changes:
-            item = {
+            item: dict[str, object] = {
                 "action": o.change.action,
                 "slug": o.change.slug,
                 "provider": o.change.provider,
@@ -147,7 +146,7 @@ class _Recorder:
         self.fingerprinter = fingerprinter
 
     def record(self, change: Change, remote: RemoteRegistry | None) -> None:
-        from datetime import datetime
+        from datetime import UTC, datetime
 
         from reconciler.state import RegistryState
 
@@ -155,11 +154,13 @@ class _Recorder:
             self.writer.add(change.slug, None)
             return
         desired = change.desired
+        assert desired is not None  # a create or an update carries the registry it writes
         old = self.state.registries.get(change.slug)
         # the fingerprint covers the username and auth type with the secret
         sets_credentials = change.action == "create" or any(
             f.name in ("credentials", "username", "authType") for f in change.fields
         )
+        fingerprint: str | None
         if sets_credentials:
             fingerprint = self.fingerprinter.fingerprint(desired)
         else:
@@ -200,6 +201,16 @@ def _run_change(change: Change, api: VendorAPI, recorder: _Recorder) -> ChangeOu
             remote,
         )
     return ChangeOutcome(change, "succeeded", "", remote)
+
+
+_Outcome = TypeVar("_Outcome")
+
+
+def _finished(outcomes: Sequence[_Outcome | None]) -> tuple[_Outcome, ...]:
+    """``outcomes`` once ``_run_all`` has returned: it called ``done`` for every item."""
+    done = tuple(o for o in outcomes if o is not None)
+    assert len(done) == len(outcomes)
+    return done
 
 
 def _run_all(pool: ThreadPoolExecutor, fn, items, done: Callable) -> None:
@@ -261,7 +272,7 @@ def _apply_changes(plan, api, recorder, parallelism, on_event) -> tuple[ChangeOu
     try:
         _run_all(pool, run, range(n_first), finish)
         failed_creates = [
-            o.change.slug for o in outcomes[:n_first] if o.change.action == "create" and not o.ok
+            o.change.slug for o in _finished(outcomes[:n_first]) if o.change.action == "create" and not o.ok
         ]
         if failed_creates:
             reason = (
@@ -280,7 +291,7 @@ def _apply_changes(plan, api, recorder, parallelism, on_event) -> tuple[ChangeOu
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return tuple(outcomes)
+    return _finished(outcomes)
 
 
 # ---------------------------------------------------------------------------------
@@ -347,7 +358,7 @@ def run_image_tests(
         return ()
     with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix="regsync-test") as pool:
         _run_all(pool, run, range(len(jobs)), finish)
-    return tuple(outcomes)
+    return _finished(outcomes)
 
 
 def skipped_tests(
