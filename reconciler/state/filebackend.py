@@ -196,7 +196,8 @@ class JournalWriter:
         self._fd: int | None = None
         self.added = 0
 
-    def _open(self) -> None:
+    def _open(self) -> int:
+        """Start the journal (its header line, fsync'd); returns its descriptor."""
         from reconciler.state import new_lineage
 
         header = {
@@ -214,14 +215,14 @@ class JournalWriter:
             raise StateError(f"{self.path}: cannot write the state journal: {exc.strerror or exc}") from exc
         self.state.lineage = header["lineage"]
         self._fd = fd
+        return fd
 
     def add(self, slug: str, record) -> None:
         from reconciler.state import put_record, registry_data
 
         line = json.dumps({"slug": slug, "record": None if record is None else registry_data(record)})
         with self.lock:
-            if self._fd is None:
-                self._open()
+            fd = self._fd if self._fd is not None else self._open()
             put_record(self.state, slug, record, self.key_id)
             self.added += 1
             self._pending.append(line.encode() + b"\n")
@@ -240,8 +241,8 @@ class JournalWriter:
                 self.lock.release()
                 error = None
                 try:
-                    os.write(self._fd, batch)
-                    os.fsync(self._fd)
+                    os.write(fd, batch)
+                    os.fsync(fd)
                 except OSError as exc:
                     error = StateError(f"{self.path}: cannot write the state journal: {exc.strerror or exc}")
                 finally:
