@@ -167,6 +167,25 @@ def test_a_run_whose_lock_was_removed_meanwhile_says_so(shared):
     assert make().backend.current_lock() is None
 
 
+def test_a_lost_lock_does_not_hide_why_the_run_failed(shared):
+    """The lock removed meanwhile and another run writing the state: the run's own error
+    (its write refused) is what it reports, not the release that fails after it."""
+    make, _ = shared
+    make().save(_state_with(2))
+    running = make()
+    with pytest.raises(StateError, match="the state changed underneath"):
+        with running.locked("apply"):
+            state = running.load()
+            make().backend.force_unlock(make().backend.current_lock().id)
+            other = make()
+            with other.locked("state rm"):
+                theirs = other.load()
+                theirs.registries.pop("reg-0")
+                other.save(theirs)
+            running.save(state)
+    assert sorted(make().load().registries) == ["reg-1"]
+
+
 def test_without_boto3_an_s3_state_says_how_to_install_it(tmp_path):
     code = (
         "import sys\n"

@@ -131,8 +131,13 @@ class StateStore:
         acquire(self.backend, LockInfo.new(operation), timeout=timeout, poll=poll, on_wait=on_wait)
         try:
             yield self
-        finally:
-            self.backend.release()
+        except BaseException:
+            try:
+                self.backend.release()
+            except StateError:
+                pass  # a lost lock: the run's own error says more (e.g. its write refused)
+            raise
+        self.backend.release()
 
     def writer(self, state, *, key_id: str, push_interval: float = PUSH_INTERVAL, compact_first: bool = False):
         if compact_first or self.recovered:
