@@ -124,6 +124,19 @@ def test_state_entry_of_the_wrong_type_is_refused(tmp_path):
         load_state(path)
 
 
+def test_a_hostile_slug_in_the_state_is_clipped_and_escaped_in_the_error(tmp_path):
+    # whoever may push the state branch or write the bucket writes what is read here
+    path = tmp_path / "regsync.state.json"
+    slug = "\x1b]0;owned\x07" + "x" * 100_000
+    for entry in (5, {"fingerprint": 3}):
+        path.write_text(json.dumps({"format_version": 1, "registries": {slug: entry}}))
+        with pytest.raises(StateError) as err:
+            load_state(path)
+        message = str(err.value)
+        assert message.startswith(f"{path}: not a regsync state file (registries.\\x1b]0;owned\\x07xxx")
+        assert message.isprintable() and len(message) < len(str(path)) + 400
+
+
 def test_state_without_format_version_is_refused(tmp_path):
     path = tmp_path / "regsync.state.json"
     path.write_text("[]")

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from reconciler.errors import StateError
+from reconciler.errors import StateError, outside
 
 if TYPE_CHECKING:  # validate imports reconciler.state.location; keep this package light
     from reconciler.model import DesiredRegistry
@@ -103,13 +103,13 @@ def _not_a_state(path: str, what: str) -> StateError:
 
 
 def registry_from_data(path: str, slug: str, entry: object) -> RegistryState:
-    if not isinstance(entry, dict):
-        raise _not_a_state(path, f"registries.{slug} is not an object")
+    if not isinstance(entry, dict):  # the slug as read: escaped and clipped in the message
+        raise _not_a_state(path, f"registries.{outside(slug, 80)} is not an object")
     values = {}
     for name in ("provider", "endpoint", "fingerprint", "updated_at", "team_id", "set_at"):
         value = entry.get(name)
         if value is not None and not isinstance(value, str):
-            raise _not_a_state(path, f"registries.{slug}.{name} is not a string")
+            raise _not_a_state(path, f"registries.{outside(slug, 80)}.{name} is not a string")
         values[name] = value
     return RegistryState(
         provider=values["provider"] or "",
