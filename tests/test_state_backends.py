@@ -288,6 +288,28 @@ def test_git_errors_never_show_credentials_of_the_remote_url(tmp_path, origin, m
     assert str(err.value).startswith("git:s: cannot fetch refs/heads/s from origin: fatal: unable to access")
 
 
+def test_a_push_origin_refuses_says_why_in_origin_s_words(origin, monkeypatch):
+    """A protected branch (or any hook) refusing the push: the message shows origin's
+    reason, not git's closing "failed to push some refs", and what to do."""
+    for name, value in origin.env.items():
+        monkeypatch.setenv(name, value)
+    hook = origin.bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\n"
+                    "echo 'error: GH013: Repository rule violations found for refs/regsync-locks/s.' >&2\n"
+                    "echo 'error: Changes must be made through a pull request.' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    store = StateStore(Location("git", "s"), repo_dir=origin.clone("runner"))
+    with pytest.raises(StateError) as err:
+        with store.locked("apply"):
+            pass
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("git:s: cannot push refs/regsync-locks/s to origin: remote: error: GH013: "
+                              "Repository rule violations found for refs/regsync-locks/s.; ")
+    assert message.endswith("origin refused the push (a protected branch, a rule or a hook): let git's "
+                            "credentials push refs/heads/s and refs/regsync-locks/s")
+
+
 def test_git_without_git_installed(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(StateError, match=r"^git:s: git is not installed"):

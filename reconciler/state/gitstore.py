@@ -81,12 +81,21 @@ class GitBackend:
         # a remote URL may carry credentials (https://user:token@host/...): never show them
         text = _URL_CREDENTIALS.sub("://***@", proc.stderr.decode("utf-8", "replace"))
         lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        fatal = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))] or lines
-        reason = clean(fatal[-1] if fatal else f"exit {proc.returncode}", 160)
+        # origin's own words first (a hook's or a rule's reason); git's closing
+        # "failed to push some refs" says nothing
+        said = [ln for ln in lines if ln.startswith(("fatal:", "error:", "remote:"))
+                and "failed to push some refs" not in ln]
+        remote = [ln for ln in said if ln.startswith("remote:")]
+        reason = clean(remote[0] if remote else (said or lines or [f"exit {proc.returncode}"])[-1], 160)
         low = text.lower()
+        refused = "[remote rejected]" in (proc.stdout or b"").decode("utf-8", "replace") or any(
+            phrase in low for phrase in ("declined", "protected branch", "rule violation"))
         unreachable = ("could not read from remote", "unable to access", "does not appear to be a git repository")
         if any(phrase in low for phrase in unreachable):
             hint = "check that origin is reachable and that git's credentials may read and push it"
+        elif refused:
+            hint = (f"origin refused the push (a protected branch, a rule or a hook): let git's "
+                    f"credentials push {self.ref} and {self.lock_ref}")
         elif "permission" in low or "denied" in low or "403" in low:
             hint = "git's credentials may not push to origin"
         else:
