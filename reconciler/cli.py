@@ -376,16 +376,17 @@ def apply(
         from reconciler.planfile import load_plan
 
         fixed = _given(ctx, {"config": "--config", "state": "--state", "target": "--target",
-                             "prune": "--prune"})
+                             "prune": "--prune", "rekey": "--rekey", "replace": "--replace"})
         if fixed:
             raise typer.BadParameter(
-                f"a saved plan carries the registries file, state file, --target and "
-                f"--prune it was made with, so {'/'.join(fixed)} cannot be given beside it; "
+                f"a saved plan carries the registries file, state file, --target, --prune, "
+                f"--rekey and --replace it was made with, so {'/'.join(fixed)} cannot be given beside it; "
                 "give them to `regsync plan`, not to apply", param_hint="PLANFILE",
             )
         saved = load_plan(planfile)
         config = Path(saved.config_path)
         prune, target = saved.prune, list(saved.targets)
+        rekey, replace = saved.rekey, list(saved.replace)
         if state is None and saved.state_path:
             state = saved.state_path
     elif not auto_approve and not sys.stdin.isatty():

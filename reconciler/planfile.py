@@ -71,6 +71,8 @@ class SavedPlan:
     prune: bool = False  # the options the plan was made with, so apply repeats them
     targets: tuple[str, ...] = ()
     state_path: str | None = None
+    rekey: bool = False
+    replace: tuple[str, ...] = ()
 
 
 def save_plan(
@@ -85,6 +87,8 @@ def save_plan(
     prune: bool = False,
     targets: Sequence[str] = (),
     state_path: str | None = None,
+    rekey: bool = False,
+    replace: Sequence[str] = (),
 ) -> None:
     document = {
         "kind": _KIND,
@@ -94,7 +98,8 @@ def save_plan(
         "remote_sha256": remote_sha256,
         "key_id": key_id,
         "fingerprints": dict(sorted(fingerprints.items())),
-        "options": {"prune": bool(prune), "targets": sorted(targets), "state": state_path},
+        "options": {"prune": bool(prune), "targets": sorted(targets), "state": state_path,
+                    "rekey": bool(rekey), "replace": sorted(set(replace))},
         "plan": plan.data,
     }
     try:
@@ -132,6 +137,9 @@ def load_plan(path) -> SavedPlan:
         or not isinstance(options.get("targets", []), list)
         or not all(isinstance(t, str) for t in options.get("targets", []))
         or not isinstance(options.get("state") or "", str)
+        or not isinstance(options.get("rekey", False), bool)
+        or not isinstance(options.get("replace", []), list)
+        or not all(isinstance(s, str) for s in options.get("replace", []))
     ):
         raise PlanError(f"{path}: the plan file is damaged (its options have the wrong type)")
     if (
@@ -153,6 +161,8 @@ def load_plan(path) -> SavedPlan:
         prune=options.get("prune", False),
         targets=tuple(options.get("targets", ())),
         state_path=options.get("state") or None,
+        rekey=options.get("rekey", False),
+        replace=tuple(options.get("replace", ())),
     )
 
 

@@ -92,6 +92,8 @@ class Session:
     targets: tuple[str, ...]
     checks: tuple | None = None  # CredentialChecks, when --check-credentials ran
     rekeyed: bool = False  # --rekey dropped fingerprints of another key
+    rekey: bool = False  # --rekey and --replace as given: a saved plan repeats them
+    replace: tuple[str, ...] = ()
 
     @property
     def state_path(self) -> str:
@@ -188,6 +190,8 @@ def make_plan(
         prune=prune,
         targets=tuple(targets),
         rekeyed=rekeyed,
+        rekey=rekey,
+        replace=tuple(replace),
     )
 
 
@@ -370,6 +374,8 @@ def save_session_plan(session: Session, out: str | os.PathLike) -> None:
         prune=session.prune,
         targets=session.targets,
         state_path=session.saved_state_path,
+        rekey=session.rekey,
+        replace=session.replace,
     )
 
 

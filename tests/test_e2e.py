@@ -392,7 +392,8 @@ def test_a_saved_plan_takes_no_target_or_prune_of_its_own(project, registry_basi
     project.write(base_config(registry_basic))
     project.regsync("plan", "--out", "p.plan", expect=0)
     proc = project.regsync("apply", "p.plan", "--prune", expect=1)
-    assert "a saved plan carries the registries file, state file, --target and --prune" in proc.stderr
+    assert ("a saved plan carries the registries file, state file, --target, --prune, --rekey "
+            "and --replace") in proc.stderr
     assert "so --prune cannot be given beside it" in proc.stderr
     assert project.remote() == {}
 

@@ -344,6 +344,24 @@ def test_state_rm_and_apply_replace_set_credentials_again(any_team):
         "apply", "--replace", "nope", "--auto-approve", expect=1).stderr
 
 
+def test_a_saved_plan_made_with_replace_or_rekey_applies_as_saved(tmp_path, sandbox):
+    team = Team("file", tmp_path, sandbox, None)
+    runner = team.runner()
+    runner.regsync("apply", "--auto-approve", "--skip-tests", expect=0)
+    runner.regsync("plan", "--replace", "reg-2", "--out", "replace.plan", expect=0)
+    applied = runner.regsync("apply", "replace.plan", "--skip-tests", expect=0)
+    assert "Apply complete: 0 added, 1 changed, 0 destroyed" in applied.stdout
+    other = {"REGSYNC_STATE_KEY": "another-" + KEY}
+    runner.regsync("plan", "--rekey", "--out", "rekey.plan", expect=0, env=other)
+    applied = runner.regsync("apply", "rekey.plan", "--skip-tests", expect=0, env=other)
+    assert "Apply complete: 0 added, 3 changed, 0 destroyed" in applied.stdout
+    runner.regsync("plan", "--detailed-exitcode", expect=0, env=other)
+    runner.regsync("plan", "--replace", "reg-0", "--out", "again.plan", expect=0, env=other)
+    beside = runner.regsync("apply", "again.plan", "--replace", "reg-1", expect=1, env=other)
+    assert "--replace cannot be given beside it" in beside.stderr
+    team.check_no_secret()
+
+
 def test_state_options_choose_in_order(tmp_path, sandbox):
     """--state, then REGSYNC_STATE, then settings.state (beside the file), then the default."""
     team = Team("file", tmp_path, sandbox, None)
