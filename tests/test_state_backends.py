@@ -265,10 +265,12 @@ def test_git_state_needs_a_repository_with_origin(tmp_path, origin, monkeypatch)
         monkeypatch.setenv(name, value)
     plain = tmp_path / "plain"
     plain.mkdir()
-    with pytest.raises(StateError, match=r"^git:s: .* is not in a git repository"):
+    with pytest.raises(StateError, match=r"^git:s: .* is not in a git repository.*; run regsync "
+                       r"in a clone of the repository, or choose another state location$"):
         StateStore(Location("git", "s"), repo_dir=plain)
     git(plain, "init", "--quiet", env=origin.env)
-    with pytest.raises(StateError, match=r"has no 'origin' remote"):
+    with pytest.raises(StateError, match=r"has no 'origin' remote to keep the state on: add one "
+                       r"\(git remote add origin URL\), or choose another state location$"):
         StateStore(Location("git", "s"), repo_dir=plain)
     git(plain, "remote", "add", "origin", str(tmp_path / "gone.git"), env=origin.env)
     with pytest.raises(StateError) as err:

@@ -49,11 +49,15 @@ class GitBackend:
         if probe.returncode != 0:
             raise StateError(
                 f"{location}: {self.dir} is not in a git repository: a git: state lives in the "
-                "repository of the registries file"
+                "repository of the registries file; run regsync in a clone of the repository, "
+                "or choose another state location"
             )
         remote = self._run("remote", "get-url", "origin", check=False)
         if remote.returncode != 0:
-            raise StateError(f"{location}: the repository at {self.dir} has no 'origin' remote to keep the state on")
+            raise StateError(
+                f"{location}: the repository at {self.dir} has no 'origin' remote to keep the state on: "
+                "add one (git remote add origin URL), or choose another state location"
+            )
 
     def unlock_hint(self, holder: LockInfo) -> str:
         return unlock_hint(holder, f" --state {shlex.quote(str(self.location))}")
