@@ -143,6 +143,23 @@ def test_the_lock_is_exclusive_and_names_its_holder(backend):
         pass
 
 
+def test_a_lock_released_while_a_run_looks_at_it_is_taken_not_reported(s3):
+    """The holder lets go between the refused create and the read of who holds it: the
+    lock is free, so it is taken (not "locked: lock ? held by ?")."""
+    location = parse_location(s3.url())
+    holder, run = StateStore(location), StateStore(location)
+    holder.backend.try_lock(LockInfo.new("apply"))
+
+    def let_go(params, **_):  # boto3's own event hook: the holder ends just then
+        if params.get("Key") == run.backend.lock_key:
+            holder.backend.release()
+
+    run.backend.client.meta.events.register("before-parameter-build.s3.GetObject", let_go)
+    with run.locked("apply", timeout=0):
+        assert run.backend.current_lock().operation == "apply"
+    assert StateStore(location).backend.current_lock() is None
+
+
 def test_unlock_removes_only_the_lock_it_names(shared):
     make, _ = shared
     crashed = make()  # takes the lock and never releases it, as a killed run

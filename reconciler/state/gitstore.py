@@ -183,11 +183,14 @@ class GitBackend:
 
     def try_lock(self, info: LockInfo) -> LockInfo | None:
         commit = self._commit(LOCK_FILENAME, info.to_json().encode(), None, f"regsync lock {info.id}")
-        if self._push(self.lock_ref, None, commit):
-            self._lock_sha = commit
-            return None
-        holder, _ = self._lock()
-        return holder or LockInfo.from_json(b"")  # just released: try again
+        for _attempt in range(3):  # a lock released between the push and the read is free
+            if self._push(self.lock_ref, None, commit):
+                self._lock_sha = commit
+                return None
+            holder, _ = self._lock()
+            if holder is not None:
+                return holder
+        return LockInfo.from_json(b"")  # taken and released again each time: wait and retry
 
     def _lock(self):
         sha = self._fetch(self.lock_ref, self._seen_lock)

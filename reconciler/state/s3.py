@@ -121,18 +121,22 @@ class S3Backend:
     # -- the lock -------------------------------------------------------------
 
     def try_lock(self, info: LockInfo) -> LockInfo | None:
-        try:
-            answer = self.client.put_object(
-                Bucket=self.bucket, Key=self.lock_key, Body=info.to_json().encode(),
-                ContentType="application/json", IfNoneMatch="*",
-            )
-        except Exception as exc:  # noqa: BLE001
-            if _code(exc) not in _CONFLICT:
-                raise self._error("cannot take the lock", exc) from None
-            holder, _ = self._lock()
-            return holder or LockInfo.from_json(b"")  # just released: try again
-        self._lock_etag = answer.get("ETag")
-        return None
+        for _attempt in range(3):  # a lock released between the create and the read is free
+            try:
+                answer = self.client.put_object(
+                    Bucket=self.bucket, Key=self.lock_key, Body=info.to_json().encode(),
+                    ContentType="application/json", IfNoneMatch="*",
+                )
+            except Exception as exc:  # noqa: BLE001
+                if _code(exc) not in _CONFLICT:
+                    raise self._error("cannot take the lock", exc) from None
+                holder, _ = self._lock()
+                if holder is not None:
+                    return holder
+                continue
+            self._lock_etag = answer.get("ETag")
+            return None
+        return LockInfo.from_json(b"")  # taken and released again each time: wait and retry
 
     def _lock(self):
         body, etag = self._get(self.lock_key, MAX_LOCK_BYTES)
