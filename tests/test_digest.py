@@ -190,3 +190,21 @@ def test_two_checkouts_at_different_paths_agree(machine, tmp_path):
     assert a.digest() == b.digest()
     out = b.regsync("plan", "-c", str(deep / "registries.yaml"), "--format", "json").out
     assert json.loads(out)["digest"] == a.digest()
+
+
+def test_the_digest_does_not_depend_on_the_order_the_api_lists_the_team_in():
+    # The Vendor API documents no order for its list: a pruning plan made on the pull
+    # request and the same plan made on merge must agree however the team comes back.
+    from reconciler.diff import diff
+    from reconciler.digest import plan_digest
+    from reconciler.model import Config, Settings
+    from reconciler.state import State
+    from tests.builders import FP, have, want
+
+    config = Config(path="registries.yaml", settings=Settings(), registries=(want("keep"),))
+    team = [have("keep"), have("old-a"), have("old-b", endpoint="quay.io"), have("old-c")]
+    plans = [diff(config, listed, State(), FP, prune=True) for listed in (team, team[::-1])]
+    assert [c.slug for c in plans[0].pending] == ["keep", "old-a", "old-b", "old-c"]
+    assert plan_digest(plans[0], FP) == plan_digest(plans[1], FP)
+    unpruned = [diff(config, listed, State(), FP, prune=False) for listed in (team, team[::-1])]
+    assert [r.slug for r in unpruned[0].unmanaged] == [r.slug for r in unpruned[1].unmanaged]
