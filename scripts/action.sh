@@ -24,11 +24,28 @@ output() { # NAME VALUE: one line each, so no value can add another output
   printf '%s=%s\n' "$1" "${2//$'\n'/ }" >>"${GITHUB_OUTPUT:?}"
 }
 
+refused() { # SUMMARY REPORT: every output set when the step stops before regsync runs
+  output exitcode 1
+  output changes false
+  output summary "$1"
+  output digest ""
+  output report "$2"
+}
+
 fence() { # a code fence longer than any run of backticks in FILE
   local longest
   longest=$(grep -o '`*' "$1" | awk '{ if (length($0) > n) n = length($0) } END { print n + 0 }')
   if [ "$longest" -lt 3 ]; then longest=2; fi
   printf '%*s' "$((longest + 1))" '' | tr ' ' '`'
+}
+
+failed_body() { # WHAT CONFIG LOG_FILE: markdown saying WHAT for CONFIG, with the log
+  local f
+  f=$(fence "$3")
+  # shellcheck disable=SC2016  # the backticks are markdown, not a command substitution
+  printf '**%s** for `%s`.\n\n%stext\n' "$1" "$2" "$f"
+  cat "$3"
+  printf '%s\n' "$f"
 }
 
 failed_plan_body() { # CONFIG STDERR_FILE: the comment that replaces the plan when plan fails
@@ -79,11 +96,14 @@ run() {
       local -a expect=()
       if [ "${INPUT_REQUIRE_REVIEWED_PLAN:-true}" != false ]; then
         if ! regsync github reviewed-plan --commit "${GITHUB_SHA:?}" --config "$config" \
-          --out "$out/reviewed.md" --author "${INPUT_COMMENT_AUTHOR:-github-actions[bot]}"; then
-          echo "regsync: apply refused: no reviewed plan (set require-reviewed-plan: false to apply without one)" >&2
-          output exitcode 1
+          --out "$out/reviewed.md" --author "${INPUT_COMMENT_AUTHOR:-github-actions[bot]}" 2>"$report"; then
+          echo "regsync: apply refused: no reviewed plan (set require-reviewed-plan: false to apply without one)" >>"$report"
+          cat "$report" >&2
+          failed_body "regsync apply refused" "$config" "$report" >>"${GITHUB_STEP_SUMMARY:-/dev/null}"
+          refused "regsync apply refused: no reviewed plan" "$report"
           return 1
         fi
+        cat "$report" >&2
         expect=(--expect-plan "$out/reviewed.md")
         digest=$(grep -m 1 -oE 'regsync-plan-digest: sha256:[0-9a-f]{64}' "$out/reviewed.md" | cut -d ' ' -f 2 || true)
       fi
@@ -91,6 +111,11 @@ run() {
         --report-format markdown "${extra[@]}" >"$report" 2>&1 || code=$?
       cat "$report"
       summary=$(grep -E '^Apply (complete|failed):' "$report" | tail -n 1 || true)
+      if [ -z "$summary" ] && [ "$code" != 0 ]; then # refused, or stopped, before the summary
+        summary="regsync apply failed"
+        digest=""
+        failed_body "regsync apply failed" "$config" "$report" >>"${GITHUB_STEP_SUMMARY:-/dev/null}"
+      fi
       if grep -qE '^Apply (complete|failed):.* [1-9][0-9]* (added|changed|destroyed)' <<<"$summary"; then
         changes=true
       fi
@@ -105,7 +130,7 @@ run() {
       ;;
     *)
       echo "regsync: the command input must be validate, plan, apply or test" >&2
-      output exitcode 1
+      refused "" ""
       return 1
       ;;
   esac

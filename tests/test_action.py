@@ -104,9 +104,16 @@ def test_plan_comments_once_across_runs_and_apply_on_merge_applies_the_reviewed_
 
 def test_apply_refuses_without_a_reviewed_plan_or_when_the_plan_moved(runner, github_server, sandbox):
     code, out, log = runner.step("apply")
-    assert code == 1 and out["exitcode"] == "1"
+    # every output is set, so `if: steps.apply.outputs.changes == 'false'` holds
+    assert code == 1 and out == {"exitcode": "1", "changes": "false", "digest": "",
+                                 "summary": "regsync apply refused: no reviewed plan",
+                                 "report": out["report"]}
     assert "no reviewed plan for registries.yaml" in log
     assert "set require-reviewed-plan: false to apply without one" in log
+    assert "set require-reviewed-plan: false" in Path(out["report"]).read_text()
+    summary = (runner.temp / "summary").read_text()  # the job summary says why, too
+    assert summary.startswith("**regsync apply refused** for `registries.yaml`.\n\n```text\n")
+    assert "no reviewed plan for registries.yaml" in summary
     assert writes(sandbox) == 0
 
     runner.step("plan", pr=runner.pr)
@@ -116,6 +123,9 @@ def test_apply_refuses_without_a_reviewed_plan_or_when_the_plan_moved(runner, gi
     code, out, log = runner.step("apply")
     assert code == 1 and out["exitcode"] == "1"
     assert "the plan differs from the reviewed plan" in log and "changed since the review: create hub" in log
+    # nothing was applied: no digest "that was applied", and a summary that says so
+    assert (out["changes"], out["digest"], out["summary"]) == ("false", "", "regsync apply failed")
+    assert "**regsync apply failed** for `registries.yaml`." in (runner.temp / "summary").read_text()
     assert writes(sandbox) == 0
 
     code, out, log = runner.step("apply", require_reviewed_plan="false")
@@ -142,3 +152,4 @@ def test_validate_and_a_bad_command(runner):
     assert (code, out["exitcode"], out["summary"]) == (0, "0", "1 file valid")
     code, out, log = runner.step("deploy")
     assert code == 1 and "the command input must be validate, plan, apply or test" in log
+    assert (out["exitcode"], out["changes"], out["digest"]) == ("1", "false", "")
