@@ -76,3 +76,14 @@ def test_gitlab_applies_the_plan_it_showed_one_at_a_time():
     assert apply["resource_group"] == "regsync-apply" and apply["needs"] == ["plan-main"]
     assert any("--expect-plan plan.md" in line for line in apply["script"])
     assert ci["plan"]["artifacts"]["paths"] == ["plan.md"]
+
+
+def test_the_required_plan_check_runs_on_every_pull_request():
+    # README has branch protection require the check "regsync plan". A workflow skipped
+    # by a paths: filter leaves its required check pending, so a pull request that does
+    # not touch registries.yaml could never merge.
+    wf = load(ROOT / "examples" / "github-actions" / "pull-request.yml")
+    trigger = wf[True]  # YAML 1.1 reads the key `on` as True
+    assert set(trigger) == {"pull_request"}
+    assert not (trigger["pull_request"] or {}).get("paths")
+    assert wf["jobs"]["plan"]["name"] == "regsync plan"
