@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.builders import HUB_YAML
-from tests.fixtures.github import BOT
+from tests.fixtures.github import BOT, REPO
 
 ROOT = Path(__file__).resolve().parent.parent
 CANARY = "CANARY-action-51c0"
@@ -32,11 +32,14 @@ def runner(tmp_path, sandbox, github_server):
             (self.repo / "registries.yaml").write_text(HUB_YAML)
             self.pr = github_server.add_issue(title="registries", pull=True)
 
-        def step(self, command: str, *, pr: int | None = None, sha: str = SHA, **inputs: str):
-            """One run of the action's step; returns (exit code, outputs, stderr)."""
+        def step(self, command: str, *, pr: int | None = None, sha: str = SHA,
+                 argv: list[str] | None = None, env: dict[str, str] | None = None, **inputs: str):
+            """One run of the action's step (or of ``argv``, a workflow's own step, with
+            ``env`` added); returns (exit code, outputs, stdout and stderr)."""
             outputs, summary = self.temp / "output", self.temp / "summary"
             outputs.write_text("")
             env = {
+                **(env or {}),
                 "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                 "HOME": str(tmp_path),
                 "RUNNER_TEMP": str(self.temp),
@@ -52,7 +55,7 @@ def runner(tmp_path, sandbox, github_server):
                 "DH_TOKEN": CANARY,
                 "NO_COLOR": "1",
             }
-            proc = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), "run"], cwd=self.repo,
+            proc = subprocess.run(argv or ["bash", str(ROOT / "scripts" / "action.sh"), "run"], cwd=self.repo,
                                   env=env, capture_output=True, text=True, timeout=120)
             got = dict(line.split("=", 1) for line in outputs.read_text().splitlines())
             self.seen += [proc.stdout, proc.stderr, outputs.read_text(),
@@ -153,3 +156,49 @@ def test_validate_and_a_bad_command(runner):
     code, out, log = runner.step("deploy")
     assert code == 1 and "the command input must be validate, plan, apply or test" in log
     assert (out["exitcode"], out["changes"], out["digest"]) == ("1", "false", "")
+
+
+def test_the_nightly_workflow_opens_one_issue_updates_it_and_closes_it(runner, github_server, registry_basic):
+    """The nightly job as nightly.yml has it: the action's test and plan steps, then the
+    workflow's own step that decides healthy or failed and runs regsync github health-issue."""
+    import yaml
+
+    nightly = yaml.safe_load((ROOT / "examples" / "github-actions" / "nightly.yml").read_text())
+    last = nightly["jobs"]["check"]["steps"][-1]
+    assert last["if"] == "always()"
+    reg = registry_basic
+    (runner.repo / "registries.yaml").write_text(
+        "version: 1\nregistries:\n  - provider: other\n    slug: demo\n"
+        f"    endpoint: {reg.endpoint}\n    username: {reg.username}\n"
+        "    password: ${REG_PASSWORD}\n    tests: [test/hello:v1]\n"
+    )
+    secret = {"REG_PASSWORD": reg.password}
+
+    def night(n: int) -> list[dict]:
+        _, tested, _ = runner.step("test", env=secret)
+        _, drift, _ = runner.step("plan", comment="false", env=secret)
+        env = {**secret, "TEST_EXIT": tested["exitcode"], "PLAN_EXIT": drift["exitcode"],
+               "TEST_REPORT": tested["report"], "PLAN_REPORT": drift["report"],
+               "RUN_URL": f"https://github.test/{REPO}/actions/runs/{n}"}
+        code, _, log = runner.step("", argv=["bash", "-e", "-o", "pipefail", "-c", last["run"]], env=env)
+        assert code == 0, log
+        return [i for i in github_server.issues.values() if "pull_request" not in i]
+
+    (opened,) = night(1)  # the team lacks the registry: its test fails, the plan has drift
+    assert opened["state"] == "open" and "Plan: 1 to add" in opened["body"]
+    assert "actions/runs/1" in opened["body"]
+    assert night(2) == [opened] and "actions/runs/2" in github_server.issues[opened["number"]]["body"]
+    assert len(github_server.comments_on(opened["number"])) == 1  # "Still failing"
+
+    code, out, log = runner.step("apply", require_reviewed_plan="false", env=secret)
+    assert code == 0 and out["summary"].startswith("Apply complete: 1 added"), log
+    (closed,) = night(3)
+    assert closed["number"] == opened["number"] and closed["state"] == "closed"
+
+    # drift alone fails the check: the file now differs from the team, whose pulls still work
+    config = runner.repo / "registries.yaml"
+    config.write_text(config.read_text().replace(f"username: {reg.username}", "username: someone-else"))
+    reopened = [i for i in night(4) if i["state"] == "open"]
+    assert len(reopened) == 1 and reopened[0]["number"] != opened["number"]
+    assert "Plan: 0 to add, 1 to change" in reopened[0]["body"] and "tests: 1 passed" in reopened[0]["body"]
+    assert reg.password not in "".join(runner.seen + [i["body"] for i in github_server.issues.values()])
