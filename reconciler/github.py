@@ -235,7 +235,8 @@ class GitHub:
             data, _ = self._request("PATCH", self._url(f"issues/{number}"),
                                     body={"state": "closed", "state_reason": "completed"})
             return Outcome("closed", number, _str(data, "html_url"))
-        body = fit_comment(f"{marker}\n{report.rstrip()}{where}\n")
+        body = fit_comment(f"{marker}\n{report.rstrip()}\n", COMMENT_LIMIT - len(where) - 1)
+        body = f"{body.rstrip()}{where}\n"  # the cut report, and the link to the run kept
         if found is None:
             data, _ = self._request("POST", self._url("issues"), body={"title": title, "body": body})
             return Outcome("opened", _int(data, "number"), _str(data, "html_url"))
@@ -297,8 +298,8 @@ def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:
     fence = next((line[: len(line) - len(line.lstrip("`"))] for line in rest if line.startswith("```")), "")
     note = (f"... cut here: the whole text has {len(body)} characters, more than a comment "
             "holds; the job summary and `regsync plan` show all of it ...")
-    closing = [note] + ([fence, "", "</details>"] if fence else [])
-    budget = limit - sum(len(x) + 1 for x in markers + closing) - 1
+    at_most = [note] + ([fence, "", "</details>"] if fence else ["", "</details>"])
+    budget = limit - sum(len(x) + 1 for x in markers + at_most) - 1
     kept: list[str] = []
     used = 0
     for line in rest:
@@ -306,8 +307,14 @@ def fit_comment(body: str, limit: int = COMMENT_LIMIT) -> str:
             break
         kept.append(line)
         used += len(line) + 1
-    if fence and not any(line.startswith(fence) and line.endswith("diff") for line in kept):
-        closing = [note]  # cut before the details opened: close nothing
+    # close what the kept part left open: the code block (a plan's diff, a failed plan's
+    # or a report's text), then the details around a plan's diff
+    closing = [note]
+    if fence and sum(1 for line in kept if line.startswith(fence)
+                     and not line[len(fence):].startswith("`")) % 2:
+        closing.append(fence)
+    if sum(line.startswith("<details>") for line in kept) > sum(line == "</details>" for line in kept):
+        closing += ["", "</details>"]
     first = [m for m in markers if m.startswith("<!-- regsync-plan-file:")]
     last = [m for m in markers if m not in first]
     text = "\n".join(first + kept + closing + last) + "\n"

@@ -297,3 +297,25 @@ def test_an_answer_is_bounded_in_time_and_size_and_must_be_json(reply, message):
     finally:
         server.stop()
     assert str(caught.value) == f"GitHub GET /repos/{REPO}/issues/1/comments: {message}"
+
+
+def test_a_cut_failed_plan_or_health_report_closes_its_code_block_and_keeps_the_run_link(github_server):
+    # a plan that fails with many errors: its comment is a ```text block, not the plan's diff
+    errors = "\n".join(f"registries.yaml:{i}:3: error: {'x' * 100}" for i in range(1000))
+    failed = (f"{file_marker('registries.yaml')}\n**regsync plan failed** for `registries.yaml`: "
+              f"there is no plan to apply.\n\n```text\n{errors}\n```\n")
+    lines = fit_comment(failed).splitlines()
+    assert len("\n".join(lines)) <= COMMENT_LIMIT
+    assert lines[-2].startswith("... cut here: the whole text has ") and lines[-1] == "```"
+    assert "</details>" not in lines  # none was opened
+    # the nightly issue: the report is cut, the link to the run stays
+    report = "regsync's check failed:\n\n```text\n" + errors + "\n```"
+    with client(github_server) as gh:
+        outcome = gh.health_issue(healthy=False, key="registries.yaml", title="t", report=report,
+                                  run_url="https://github.test/run/7")
+    body = github_server.issues[outcome.number]["body"]
+    assert len(body) <= COMMENT_LIMIT
+    assert body.rstrip().endswith("Run: https://github.test/run/7")
+    assert "<!-- regsync-health: registries.yaml -->" in body.splitlines()  # found again next night
+    cut = body.splitlines().index(next(x for x in body.splitlines() if x.startswith("... cut here")))
+    assert body.splitlines()[cut + 1] == "```"  # the code block closed before the link
