@@ -87,11 +87,7 @@ run() {
         failed_plan_body "$config" "$out/plan.err" >"$out/comment.md"
       fi
       cat "$out/comment.md" >>"${GITHUB_STEP_SUMMARY:-/dev/null}"
-      if [ "${INPUT_COMMENT:-true}" = true ] && [ -n "${PR_NUMBER:-}" ]; then
-        regsync github comment --pr "$PR_NUMBER" --config "$config" --body-file "$out/comment.md" \
-          --author "${INPUT_COMMENT_AUTHOR:-github-actions[bot]}"
-      fi
-      ;;
+      ;; # the comment is posted below, once the outputs are set
     apply)
       local -a expect=()
       if [ "${INPUT_REQUIRE_REVIEWED_PLAN:-true}" != false ]; then
@@ -140,6 +136,10 @@ run() {
   output summary "$summary"
   output digest "$digest"
   output report "$report"
+  if [ "$command" = plan ] && [ "${INPUT_COMMENT:-true}" = true ] && [ -n "${PR_NUMBER:-}" ]; then
+    regsync github comment --pr "$PR_NUMBER" --config "$config" --body-file "$out/comment.md" \
+      --author "${INPUT_COMMENT_AUTHOR:-github-actions[bot]}" || return 1
+  fi
   if [ "$code" = 0 ] || { [ "$command" = plan ] && [ "$code" = 2 ]; }; then
     return 0
   fi

@@ -150,6 +150,17 @@ def test_a_failed_plan_replaces_the_comment_and_leaves_nothing_to_apply(runner, 
     assert writes(sandbox) == 0
 
 
+def test_a_plan_whose_comment_fails_fails_the_step_with_its_outputs_set(runner, github_server):
+    # e.g. a workflow without pull-requests: write: the plan is made, the comment refused
+    github_server.fail("GET", r"/comments$", 403, body={"message": "Resource not accessible by integration"})
+    code, out, log = runner.step("plan", pr=runner.pr)
+    assert code == 1, log
+    assert "forbidden (403: Resource not accessible by integration)" in log
+    assert (out["exitcode"], out["changes"]) == ("2", "true")
+    assert out["summary"] == "Plan: 1 to add, 0 to change, 0 to destroy." and out["digest"].startswith("sha256:")
+    assert "**Plan: 1 to add" in (runner.temp / "summary").read_text()
+
+
 def test_validate_and_a_bad_command(runner):
     code, out, log = runner.step("validate")
     assert (code, out["exitcode"], out["summary"]) == (0, "0", "1 file valid")
