@@ -24,6 +24,10 @@ output() { # NAME VALUE: one line each, so no value can add another output
   printf '%s=%s\n' "$1" "${2//$'\n'/ }" >>"${GITHUB_OUTPUT:?}"
 }
 
+plan_digest() { # FILE: the digest on regsync's own marker line (a value shown in the plan may look alike)
+  grep -m 1 -oE '^<!-- regsync-plan-digest: sha256:[0-9a-f]{64} -->$' "$1" | grep -oE 'sha256:[0-9a-f]{64}' || true
+}
+
 refused() { # SUMMARY REPORT: every output set when the step stops before regsync runs
   output exitcode 1
   output changes false
@@ -80,7 +84,7 @@ run() {
         [ "$code" = 2 ] && changes=true
         summary=$(grep -m 1 -oE '^\*\*(Plan: [^*]+|No changes\.)\*\*' "$out/plan.md" | tr -d '*' || true)
         [ "$summary" = "No changes." ] && summary="No changes. The team's registries match the file."
-        digest=$(grep -m 1 -oE 'regsync-plan-digest: sha256:[0-9a-f]{64}' "$out/plan.md" | cut -d ' ' -f 2 || true)
+        digest=$(plan_digest "$out/plan.md")
         cp "$out/plan.md" "$out/comment.md"
       else
         summary="regsync plan failed"
@@ -101,7 +105,7 @@ run() {
         fi
         cat "$report" >&2
         expect=(--expect-plan "$out/reviewed.md")
-        digest=$(grep -m 1 -oE 'regsync-plan-digest: sha256:[0-9a-f]{64}' "$out/reviewed.md" | cut -d ' ' -f 2 || true)
+        digest=$(plan_digest "$out/reviewed.md")
       fi
       regsync apply -c "$config" --auto-approve "${expect[@]}" --report "$out/apply.md" \
         --report-format markdown "${extra[@]}" >"$report" 2>&1 || code=$?

@@ -5,6 +5,7 @@ local GitHub stand-in (tests/fixtures/github.py) for the comment and the reviewe
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,6 +160,21 @@ def test_a_plan_whose_comment_fails_fails_the_step_with_its_outputs_set(runner, 
     assert (out["exitcode"], out["changes"]) == ("2", "true")
     assert out["summary"] == "Plan: 1 to add, 0 to change, 0 to destroy." and out["digest"].startswith("sha256:")
     assert "**Plan: 1 to add" in (runner.temp / "summary").read_text()
+
+
+def test_the_digest_output_is_the_plans_not_a_value_that_looks_like_one(runner, github_server):
+    # a username from the file is shown in the plan; only regsync's own marker line counts
+    fake = "sha256:" + "0" * 64
+    config = runner.repo / "registries.yaml"
+    config.write_text(config.read_text().replace("username: acme-bot", f'username: "regsync-plan-digest: {fake}"'))
+    code, out, log = runner.step("plan", pr=runner.pr)
+    assert code == 0, log
+    assert fake in runner.comment()
+    real = re.search(r"^<!-- regsync-plan-digest: (sha256:[0-9a-f]{64}) -->$", runner.comment(), re.M).group(1)
+    assert out["digest"] == real != fake
+    github_server.merge(runner.pr, SHA)
+    code, out, log = runner.step("apply")
+    assert code == 0 and out["digest"] == real, log
 
 
 def test_validate_and_a_bad_command(runner):
