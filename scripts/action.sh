@@ -25,7 +25,7 @@ output() { # NAME VALUE: one line each, so no value can add another output
 }
 
 plan_digest() { # FILE: the digest on regsync's own marker line (a value shown in the plan may look alike)
-  grep -m 1 -oE '^<!-- regsync-plan-digest: sha256:[0-9a-f]{64} -->$' "$1" | grep -oE 'sha256:[0-9a-f]{64}' || true
+  grep -m 1 -oE '^<!-- regsync-plan-digest: sha256:[0-9a-f]{64} -->[[:space:]]*$' "$1" | grep -oE 'sha256:[0-9a-f]{64}' || true
 }
 
 refused() { # SUMMARY REPORT: every output set when the step stops before regsync runs
