@@ -43,22 +43,17 @@ fence() { # a code fence longer than any run of backticks in FILE
   printf '%*s' "$((longest + 1))" '' | tr ' ' '`'
 }
 
-failed_body() { # WHAT CONFIG LOG_FILE: markdown saying WHAT for CONFIG, with the log
+failed_body() { # WHAT CONFIG LOG_FILE [END]: markdown saying WHAT for CONFIG, with the log
   local f
   f=$(fence "$3")
   # shellcheck disable=SC2016  # the backticks are markdown, not a command substitution
-  printf '**%s** for `%s`.\n\n%stext\n' "$1" "$2" "$f"
+  printf '**%s** for `%s`%s\n\n%stext\n' "$1" "$2" "${4:-.}" "$f"
   cat "$3"
   printf '%s\n' "$f"
 }
 
 failed_plan_body() { # CONFIG STDERR_FILE: the comment that replaces the plan when plan fails
-  local f
-  f=$(fence "$2")
-  # shellcheck disable=SC2016  # the backticks are markdown, not a command substitution
-  printf '**regsync plan failed** for `%s`: there is no plan to apply.\n\n%stext\n' "$1" "$f"
-  cat "$2"
-  printf '%s\n' "$f"
+  failed_body "regsync plan failed" "$1" "$2" ": there is no plan to apply."
 }
 
 run() {
