@@ -456,8 +456,10 @@ class VendorAPI:
 
     def _origin_advice(self) -> str:
         """What an origin looks like, naming the one used."""
-        path = urlsplit(self.origin).path
-        missing = "" if path.endswith("/vendor") else " (its path has no /vendor)"
+        path = urlsplit(self.origin).path.rstrip("/")
+        missing = ("" if path.endswith("/vendor")
+                   else " (its path ends in /v3: leave that out)" if path.endswith("/v3")
+                   else " (its path has no /vendor)")
         return (f"{ORIGIN_VAR} ({self.origin}{missing}) is the Vendor API's origin, such as "
                 f"{DEFAULT_ORIGIN}, or the sandbox's http://127.0.0.1:PORT/vendor")
 

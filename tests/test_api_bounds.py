@@ -217,6 +217,16 @@ def test_a_wrong_origin_names_it_and_shows_what_an_origin_looks_like(sandbox):
     assert "such as https://api.replicated.com/vendor" in text
 
 
+def test_an_origin_with_v3_says_to_leave_it_out_not_that_vendor_is_missing(sandbox):
+    origin = sandbox.origin + "/v3"
+    with VendorAPI(token=sandbox.token, origin=origin, retry=QUICK) as api:
+        with pytest.raises(APIError) as info:
+            api.list_registries()
+    text = str(info.value)
+    assert f"REPLICATED_API_ORIGIN ({origin} (its path ends in /v3: leave that out))" in text
+    assert "has no /vendor" not in text
+
+
 def test_unreachable_origin_port_is_unavailable(unused_port):
     policy = RetryPolicy(connect_time=0.2, max_connect_delay=0.05)
     with VendorAPI(token="test-token", origin=f"http://127.0.0.1:{unused_port}/vendor",
