@@ -119,6 +119,11 @@ def _reader_pos(exc, text: str) -> tuple[int, int]:
     return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
+# What PyYAML says when a line is indented more or less than its neighbours.
+_INDENTATION_SIGNS = ("mapping values are not allowed", "did not find expected '-' indicator",
+                      "did not find expected key", "expected <block end>")
+
+
 def _syntax_diagnostic(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagnostic:
     mark = exc.problem_mark or exc.context_mark
     line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -132,6 +137,9 @@ def _syntax_diagnostic(exc: yaml.MarkedYAMLError, file: str, text: str) -> Diagn
         message = "a tab character: YAML indents with spaces only; replace the tab with spaces"
     else:
         message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
+        if any(sign in problem for sign in _INDENTATION_SIGNS):
+            message += ("; check this line's indentation: "
+                        "the fields of one entry line up under each other")
     return Diagnostic(file, line, col, "", message)
 
 

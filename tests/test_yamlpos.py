@@ -49,7 +49,16 @@ def test_every_duplicate_is_reported_at_once():
 def test_syntax_error_has_the_problem_position():
     assert problems("version: 1\nregistries:\n  - provider: ghcr\n   username: bot\n") == [
         "r.yaml:4:4: YAML syntax error: did not find expected '-' indicator "
-        "(while parsing a block collection)"
+        "(while parsing a block collection); check this line's indentation: "
+        "the fields of one entry line up under each other"
+    ]
+
+
+def test_a_line_indented_too_far_says_to_check_the_indentation():
+    text = "version: 1\nregistries:\n  - provider: ghcr\n    username: bot\n     token: x\n"
+    assert problems(text) == [
+        "r.yaml:5:11: YAML syntax error: mapping values are not allowed in this context; "
+        "check this line's indentation: the fields of one entry line up under each other"
     ]
 
 
