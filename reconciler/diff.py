@@ -262,7 +262,7 @@ def diff(
         if unmatched:
             raise PlanError(
                 "--target " + ", ".join(map(repr, unmatched))
-                + ": no registry with this slug in the file or the team"
+                + ": matches no registry in the file or the team"
                 + (f" (slugs: {_some(known)})" if known else " (both have none)")
             )
 

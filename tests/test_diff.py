@@ -267,7 +267,7 @@ def test_a_target_that_matches_nothing_is_an_error_naming_it():
     with pytest.raises(PlanError) as info:
         diff(config(want("a")), [have("c")], State(), FP, prune=False, targets=["a", "nope", "x*"])
     assert str(info.value) == (
-        "--target 'nope', 'x*': no registry with this slug in the file or the team (slugs: a, c)"
+        "--target 'nope', 'x*': matches no registry in the file or the team (slugs: a, c)"
     )
 
 

@@ -106,7 +106,7 @@ def test_a_target_that_matches_nothing_is_an_error(project, registry_basic):
     project.write(base_config(registry_basic))
     proc = project.regsync("plan", "--target", "nope", expect=1)
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: --target 'nope': no registry with this slug in the file or the team "
+        "error: --target 'nope': matches no registry in the file or the team "
         "(slugs: demo, dockerhub-acme, ghcr.io)"
     )
     globbed = project.regsync("plan", "--target", "d*", "--format", "json", expect=0)
