@@ -32,10 +32,21 @@ _SUFFIX = {"password": "PASSWORD", "token": "TOKEN", "secret_access_key": "SECRE
 _MAX_STEM = 40
 
 
+#: An ECR host (an ECR registry's slug defaults to it): account and region name it.
+_ECR_HOST = re.compile(r"([0-9]{12})\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?")
+
+
 def env_var_name(slug: str, field: str) -> str:
     """``<SLUG>_<SUFFIX>``: the slug uppercased, each run of other characters one ``_``,
-    clipped to 40 characters; ``REG_`` first when it would start with a digit."""
-    stem = re.sub(r"[^A-Z0-9]+", "_", slug.upper()).strip("_")[:_MAX_STEM].rstrip("_")
+    clipped to 40 characters (between words where it can); ``REG_`` first when it would
+    start with a digit. An ECR host gives ``ECR_<ACCOUNT>_<REGION>``."""
+    ecr = _ECR_HOST.fullmatch(slug)
+    if ecr:
+        slug = f"ecr-{ecr[1]}-{ecr[2]}"
+    stem = re.sub(r"[^A-Z0-9]+", "_", slug.upper()).strip("_")
+    if len(stem) > _MAX_STEM:
+        cut = stem[:_MAX_STEM + 1].rfind("_")
+        stem = stem[:cut] if cut > 0 else stem[:_MAX_STEM]
     if not stem or stem[0].isdigit():
         stem = f"REG_{stem}".rstrip("_")
     return f"{stem}_{_SUFFIX.get(field, field.upper())}"

@@ -196,3 +196,10 @@ def test_the_file_starts_with_the_schema_modeline_and_names_variables_after_the_
     assert env_var_name("acme--prod registry", "password") == "ACME_PROD_REGISTRY_PASSWORD"
     assert env_var_name("x" * 80, "token") == "X" * 40 + "_TOKEN"
     assert env_var_name("---", "token") == "REG_TOKEN"
+
+
+def test_an_ecr_endpoint_as_slug_gives_a_short_name_and_long_slugs_are_cut_between_words():
+    # An ECR registry's slug defaults to its endpoint: a 45-character host
+    assert env_var_name("123456789012.dkr.ecr.us-east-1.amazonaws.com", "secret_access_key") == (
+        "ECR_123456789012_US_EAST_1_SECRET_ACCESS_KEY")
+    assert env_var_name("a" * 30 + "-" + "b" * 20, "token") == "A" * 30 + "_TOKEN"
