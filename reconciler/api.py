@@ -349,7 +349,7 @@ class VendorAPI:
         attempt that may have done the work is never followed by another send before
         ``landed()`` (a list) said it did not; what it finds is returned instead of an
         answer. ``note`` ends every error's message."""
-        from reconciler.transport import Failed
+        from reconciler.transport import TLS_FAILED, Failed
 
         budget = budget or self.retry.budget()
         uncertain = ever = False  # the last attempt / some attempt may have done the work
@@ -371,6 +371,8 @@ class VendorAPI:
                 answer = self._send(method, path, json_body=json_body, params=params,
                                     budget=budget, limit=limit or self.limits.body)
             except Failed as exc:
+                if exc.kind == TLS_FAILED:
+                    raise self._tls_error(what, exc, masker, note) from None
                 failure, ended = exc, exc.ended
                 uncertain = ended != CONNECT
             else:
@@ -468,6 +470,13 @@ class VendorAPI:
         if answer is not None:
             return self._error(answer, what, budget, masker, note=note)
         return self._unavailable(what, budget, failure, masker, note=note)
+
+    def _tls_error(self, what: str, failure: Failed, masker: Masker,
+                   note: str) -> APIUnavailable:
+        return APIUnavailable(
+            f"{what}: TLS with {self.origin} failed ({masker.show(failure.detail, EXCERPT)}); "
+            f"check {ORIGIN_VAR}: a plain-HTTP server such as the sandbox needs http://, "
+            f"and a proxy or private CA in the way needs its certificate trusted{note}")
 
     def _unavailable(self, what: str, budget: Budget, failure: Failed | None, masker: Masker,
                      note: str = "") -> APIUnavailable:

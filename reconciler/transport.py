@@ -14,6 +14,7 @@ would: httpx skips them when given a transport, so they are looked up here.
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import urllib.request
@@ -119,6 +120,22 @@ def transport_for(origin: str) -> httpx.HTTPTransport:
     return transport
 
 
+#: ``Failed.kind`` of a TLS handshake that failed (plain HTTP on the port, a certificate
+#: refused): the same every time, so not worth retrying.
+TLS_FAILED = "TLSError"
+
+
+def _tls_failure(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    for _ in range(8):  # httpx -> httpcore -> ssl
+        if seen is None:
+            return False
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 class Failed(Exception):
     """An attempt that got no answer: ``ended`` is retry.CONNECT (nothing was sent),
     LOST (the request may have reached the server) or TIMEOUT (no answer in time)."""
@@ -166,7 +183,8 @@ def exchange(client: httpx.Client, method: str, url: str, *, content: bytes | No
             return Answer(response.status_code, response.headers, b"".join(chunks),
                           complete=complete, limit=limit)
     except (httpx.ConnectError, httpx.PoolTimeout) as exc:
-        raise Failed(CONNECT, type(exc).__name__, str(exc)) from None
+        kind = TLS_FAILED if _tls_failure(exc) else type(exc).__name__
+        raise Failed(CONNECT, kind, str(exc)) from None
     except httpx.TimeoutException as exc:
         if deadline_passed(exc) or time.monotonic() >= at:
             raise Failed(TIMEOUT, f"no complete answer within {max(at - begun, 0):.3g} s",

@@ -227,6 +227,19 @@ def test_an_origin_with_v3_says_to_leave_it_out_not_that_vendor_is_missing(sandb
     assert "has no /vendor" not in text
 
 
+def test_an_https_origin_for_a_plain_http_server_fails_at_once_saying_so(sandbox):
+    # a TLS handshake fails the same way every time: no retrying it for 20 s
+    origin = "https://" + sandbox.origin.removeprefix("http://")
+    policy = RetryPolicy(connect_time=5.0, max_connect_delay=0.01)
+    with VendorAPI(token=sandbox.token, origin=origin, retry=policy) as api:
+        with pytest.raises(APIUnavailable) as info:
+            api.list_registries()
+    text = str(info.value)
+    assert text.startswith(f"list registries: TLS with {origin} failed (")
+    assert "attempts" not in text and "WRONG_VERSION_NUMBER" in text
+    assert "a plain-HTTP server such as the sandbox needs http://" in text
+
+
 def test_unreachable_origin_port_is_unavailable(unused_port):
     policy = RetryPolicy(connect_time=0.2, max_connect_delay=0.05)
     with VendorAPI(token="test-token", origin=f"http://127.0.0.1:{unused_port}/vendor",
