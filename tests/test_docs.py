@@ -52,3 +52,28 @@ def test_the_readme_says_what_to_put_in_gitignore():
     text = README.read_text()
     block = text.split("What to put in `.gitignore`", 1)[1].split("```")[1]
     assert "regsync.state.json.lock" in block and "*.plan" in block
+
+
+def test_the_commands_table_names_every_option_of_each_command():
+    import typer.main
+
+    from reconciler.cli import app
+
+    rows = {}
+    for line in README.read_text().splitlines():
+        found = re.match(r"\| `regsync ([a-z-]+)", line)
+        if found:
+            rows[found[1]] = re.split(r"(?<!\\)\|", line)[1]  # not at an escaped \|
+    group = typer.main.get_command(app)
+    missing = []
+    for name, command in group.commands.items():
+        if name in ("github", "state"):  # a row each for several subcommands
+            continue
+        row = rows.get(name, "")
+        for param in command.params:
+            names = [o for o in param.opts + param.secondary_opts if o.startswith("-")]
+            if not names or names[0] in ("--help", "--api-token", "--api-origin"):
+                continue  # the API options are documented once, under the table
+            if not any(re.search(re.escape(o) + r"(?![a-z-])", row) for o in names):
+                missing.append(f"{name} {names[0]}")
+    assert missing == [], missing
