@@ -441,8 +441,11 @@ class _Mapper:
                 "(image paths go in tests:)"
             )
         if provider is not None and provider.endpoint_pattern:
+            account = re.match(r"([0-9]+)\.dkr\.ecr", value) if provider.name == "ecr" else None
+            digits = (f": its account ID {account[1]} has {len(account[1])} digits, "
+                      "an AWS account ID has 12") if account and len(account[1]) != 12 else ""
             return (f'endpoint {_quote(value)} is not {_article(provider.title)} {provider.title} host; '
-                    f'expected a host like "{example}"')
+                    f'expected a host like "{example}"{digits}')
         return f'endpoint {_quote(value)} is not a valid host; write host or host:port, e.g. "{example}"'
 
     def _on_minLength(self, error, path: KeyPath) -> None:

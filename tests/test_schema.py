@@ -205,7 +205,7 @@ def test_endpoint_with_a_path(validate, name):
 
 @pytest.mark.parametrize(
     ("name", "endpoint"),
-    [("ecr", "123.dkr.ecr.us-east-1.amazonaws.com"), ("gar", "docker.pkg.dev.example.com"), ("gcr", "gcr.example.com")],
+    [("ecr", "ecr.us-east-1.amazonaws.com"), ("gar", "docker.pkg.dev.example.com"), ("gcr", "gcr.example.com")],
 )
 def test_endpoint_must_match_the_provider_hosts(validate, name, endpoint):
     lines = replace(VALID[name], "endpoint", f"endpoint: {endpoint}")
@@ -216,6 +216,15 @@ def test_endpoint_must_match_the_provider_hosts(validate, name, endpoint):
         f'{"an" if name == "ecr" else "a"} {title} host; '
         f'expected a host like "{example}"'
     ]
+
+
+def test_an_ecr_account_id_of_the_wrong_length_is_named(validate):
+    # 1234567890 (10 digits) is hard to tell from 123456789012 (12) by eye
+    lines = replace(VALID["ecr"], "endpoint", "endpoint: 1234567890.dkr.ecr.us-east-1.amazonaws.com")
+    out = [line for line in validate(HEAD + entry(lines)) if "warning" not in line]
+    assert len(out) == 1 and out[0].endswith(
+        'expected a host like "123456789012.dkr.ecr.us-east-1.amazonaws.com": '
+        'its account ID 1234567890 has 10 digits, an AWS account ID has 12')
 
 
 def test_endpoint_that_is_not_a_host(validate):
