@@ -389,6 +389,11 @@ class _Mapper:
             self.emit(path, self._secret_message(name, value))
         elif name == "endpoint":
             self.emit(path, self._endpoint_message(value, self._provider(path)))
+        elif name in ("username", "access_key_id"):
+            what = "Access Key ID" if name == "access_key_id" else "user name"
+            self.emit(path, f"{name} {_quote(value)} is not read from the environment (only "
+                            f"{', '.join(SECRET_FIELDS[:-1])} and {SECRET_FIELDS[-1]} are): "
+                            f"write the {what} itself")
         elif name == "slug":
             self.emit(
                 path,

@@ -227,6 +227,19 @@ def test_an_ecr_account_id_of_the_wrong_length_is_named(validate):
         'its account ID 1234567890 has 10 digits, an AWS account ID has 12')
 
 
+@pytest.mark.parametrize("value", ["${GHCR_USER}", "$GHCR_USER"])
+def test_a_username_written_as_a_variable_is_refused_not_sent_literally(validate, value):
+    # only credential fields are read from the environment: this would be the user name
+    lines = replace(VALID["ghcr"], "username", f"username: {value}")
+    assert validate(HEAD + entry(lines)) == [
+        f'r.yaml:4:15: {label("ghcr")}: username "{value}" is not read from the environment '
+        "(only password, token, secret_access_key and service_account_key are): "
+        "write the user name itself"
+    ]
+    lines = replace(VALID["ghcr"], "username", "username: robot$acme")  # Harbor's robot names
+    assert validate(HEAD + entry(lines)) == []
+
+
 def test_endpoint_that_is_not_a_host(validate):
     lines = replace(VALID["nexus"], "endpoint", "endpoint: nexus example")
     assert validate(HEAD + entry(lines)) == [
