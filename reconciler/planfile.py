@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,11 +116,20 @@ def load_plan(path) -> SavedPlan:
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
+        hint = ""
+        if re.search(r"^registries\s*:", text, flags=re.M):
+            hint = ("; this is a registries file: write regsync apply -c FILE (a PLANFILE is "
+                    "what regsync plan --out saves)")
         raise PlanError(
             f"{path}:{exc.lineno}:{exc.colno}: not a regsync plan file (invalid JSON: {exc.msg})"
+            f"{hint}"
         ) from exc
     if not isinstance(doc, dict) or doc.get("kind") != _KIND:
-        raise PlanError(f"{path}: not a regsync plan file (written by regsync plan --out)")
+        hint = ""
+        if isinstance(doc, dict) and "digest" in doc and "changes" in doc:
+            hint = ("; this is the output of regsync plan --format json: pass it as "
+                    "regsync apply --expect-plan FILE")
+        raise PlanError(f"{path}: not a regsync plan file (written by regsync plan --out){hint}")
     version = doc.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise PlanError(f"{path}: not a regsync plan file (format_version is missing)")

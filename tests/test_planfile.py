@@ -192,6 +192,27 @@ def test_load_plan_of_some_other_json(tmp_path):
     assert str(err.value) == f"{path}: not a regsync plan file (written by regsync plan --out)"
 
 
+def test_load_plan_of_a_registries_file_says_to_give_it_with_c(tmp_path):
+    # `regsync apply registries.yaml`: validate takes files as arguments, apply does not
+    path = tmp_path / "registries.yaml"
+    path.write_text("version: 1\nregistries: []\n")
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    assert str(err.value).endswith(
+        "; this is a registries file: write regsync apply -c FILE (a PLANFILE is what "
+        "regsync plan --out saves)")
+
+
+def test_load_plan_of_a_json_plan_points_at_expect_plan(tmp_path):
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps({"format_version": 1, "changes": [], "digest": "sha256:00"}))
+    with pytest.raises(PlanError) as err:
+        load_plan(path)
+    assert str(err.value) == (
+        f"{path}: not a regsync plan file (written by regsync plan --out); this is the output "
+        "of regsync plan --format json: pass it as regsync apply --expect-plan FILE")
+
+
 def test_load_plan_of_a_newer_format_asks_to_upgrade(world, tmp_path):
     path = tmp_path / "plan.json"
     world.save(path)
