@@ -7,6 +7,7 @@ contain a secret value; secrets are resolved later by ``reconciler.secrets``.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -108,6 +109,11 @@ def _analyse(path: str, *, build: bool) -> _Result:
     try:
         raw = open(path, "rb").read()
     except FileNotFoundError:
+        root, ext = os.path.splitext(path)
+        other = root + {".yaml": ".yml", ".yml": ".yaml"}.get(ext, ext)
+        if other != path and os.path.isfile(other):
+            return at_start(f"file not found, but {other} is there: "
+                            f"pass it with -c {other} (validate: as FILE)")
         return at_start(
             f"file not found; write one, or make it from the team's registries with: "
             f"regsync import -o {path}"

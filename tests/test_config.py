@@ -191,6 +191,14 @@ def test_files_are_reported_in_order_with_the_path_as_given(write, tmp_path):
     ]
 
 
+def test_a_missing_yaml_file_beside_a_yml_one_names_it(write, tmp_path):
+    write("version: 1\nregistries: []\n", "registries.yml")
+    assert [str(d) for d in check_files(["registries.yaml"])] == [
+        "registries.yaml:1:1: file not found, but registries.yml is there: "
+        "pass it with -c registries.yml (validate: as FILE)"
+    ]
+
+
 def test_empty_and_non_utf8_files(write, tmp_path):
     write("# nothing\n", "empty.yaml")
     (tmp_path / "latin1.yaml").write_bytes(b"version: 1\nregistries: []\n# caf\xe9\n")
