@@ -112,8 +112,8 @@ def _analyse(path: str, *, build: bool) -> _Result:
         root, ext = os.path.splitext(path)
         other = root + {".yaml": ".yml", ".yml": ".yaml"}.get(ext, ext)
         if other != path and os.path.isfile(other):
-            return at_start(f"file not found, but {other} is there: "
-                            f"pass it with -c {other} (validate: as FILE)")
+            return at_start(f"file not found, but {other} is there: name it "
+                            f"(regsync validate {other}; -c {other} for the other commands)")
         return at_start(
             f"file not found; write one, or make it from the team's registries with: "
             f"regsync import -o {path}"

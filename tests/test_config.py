@@ -195,7 +195,7 @@ def test_a_missing_yaml_file_beside_a_yml_one_names_it(write, tmp_path):
     write("version: 1\nregistries: []\n", "registries.yml")
     assert [str(d) for d in check_files(["registries.yaml"])] == [
         "registries.yaml:1:1: file not found, but registries.yml is there: "
-        "pass it with -c registries.yml (validate: as FILE)"
+        "name it (regsync validate registries.yml; -c registries.yml for the other commands)"
     ]
 
 
