@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -186,6 +186,7 @@ class VendorAPI:
         self.limits = limits
         self._lock = threading.Lock()
         self._calls = 0
+        self._known: set[str] = set()  # every credential this run knows (``mask_also``)
         try:
             transport = transport or transport_for(self.origin)
         except (ValueError, ImportError) as exc:  # e.g. a socks proxy without socksio
@@ -218,10 +219,22 @@ class VendorAPI:
         with self._lock:
             return self._calls
 
+    def mask_also(self, secrets: Iterable[str | Secret | None]) -> None:
+        """Mask these credentials too in whatever the API says from now on: an image
+        test by slug sends no password, yet the API may repeat the one it saved."""
+        values = {s.reveal() if isinstance(s, Secret) else s for s in secrets}
+        with self._lock:
+            self._known.update(v for v in values if v)
+
     def _masker(self, password: Secret | None = None, username: str | None = None) -> Masker:
-        """Masks the token, and the password of this call, in whatever the API says."""
+        """Masks the token, the password of this call, and every credential sent or
+        named with ``mask_also`` in this run, in whatever the API says."""
         secret = password.reveal() if password is not None else None
-        return Masker((self._token.reveal(), secret), username=username)
+        if secret:
+            self.mask_also((secret,))
+        with self._lock:
+            known = tuple(self._known)
+        return Masker((self._token.reveal(), secret, *known), username=username)
 
     # --- the endpoints ---------------------------------------------------------
 

@@ -502,6 +502,7 @@ def test_images(
             "e.g. tests: [library/alpine:3.20])"
         )
     with workflow.open_api(os.environ, token=api_token, origin=api_origin) as api:
+        api.mask_also(workflow.env_secrets(cfg, os.environ))  # the API may repeat them
         tests = run_image_tests(
             cfg, api, parallelism=parallelism, slugs=set(slug) if slug else None,
             on_event=_print_test,

@@ -125,6 +125,13 @@ def load_desired(config_path: str | os.PathLike, *, env: Mapping[str, str]) -> C
     return resolve_secrets(load_config(str(config_path)), env=env)
 
 
+def env_secrets(config: Config, env: Mapping[str, str]) -> list[str]:
+    """The credentials of ``config`` its ``${VAR}``s name and ``env`` sets, for
+    masking where the secrets are not resolved (``regsync test`` needs none)."""
+    return [env[r.secret_ref.env_var] for r in config.registries
+            if r.secret_ref.env_var and env.get(r.secret_ref.env_var)]
+
+
 def make_plan(
     config: Config,
     *,
@@ -150,6 +157,8 @@ def make_plan(
                                   settings_state=config.settings.state)
         store = open_store(location, config.path)
     fingerprinter = Fingerprinter(fingerprint_key(store.location, env, token))
+    # the API may repeat a saved credential in any answer, a test by slug's included
+    api.mask_also(r.secret for r in config.registries)
     unknown = sorted(set(replace) - set(config.by_slug()))
     if unknown:
         from reconciler.errors import RegsyncError

@@ -182,3 +182,53 @@ def test_apply_output_and_report_hold_no_form_of_the_secrets(bad_server, tmp_pat
     assert "create FAILED" in everything and "********" in everything
     for shape in forms(secret) + forms(TOKEN):
         assert shape not in everything, f"{shape!r} reached the output or the report"
+
+
+def _saving_api(bad_server):
+    """An API that takes creates (201) and repeats each saved password, and the token,
+    in the error of every later image test: a test by slug sends no password, so the
+    client cannot learn it from that request."""
+    saved: dict[str, str] = {}
+
+    def handle(request, conn):
+        if request.method == "GET":
+            items = [{"slug": s, "endpoint": "registry.example.com", "provider": "other",
+                      "authType": "password", "username": USERNAME} for s in saved]
+            conn.sendall(json_response(200, {"external_registries": items}))
+        elif request.method == "POST":
+            body = request.json()
+            saved[body["slug"]] = body["password"]
+            conn.sendall(json_response(201, {"external_registry": {
+                "slug": body["slug"], "endpoint": body["endpoint"], "provider": "other",
+                "authType": "password", "username": USERNAME}}))
+        else:
+            echo = " | ".join(" / ".join(echoes(p, request.headers["authorization"]).values())
+                              for p in saved.values())
+            conn.sendall(json_response(200, {"status": 401, "error": f"pull refused: {echo}"}))
+
+    return bad_server(handle)
+
+
+_SAVED_FILE = ("version: 1\nregistries:\n  - provider: other\n    slug: harbor\n"
+               "    endpoint: registry.example.com\n    username: robot\n"
+               "    password: ${HARBOR_PASSWORD}\n    tests: [registry.example.com/a/b:1]\n")
+
+
+@pytest.mark.parametrize("name", ["tab-newline", "plain"])
+def test_a_saved_password_repeated_in_a_test_by_slug_is_masked(bad_server, tmp_path, monkeypatch,
+                                                               capsys, name):
+    """apply's image tests and `regsync test` ask by slug (no password in the request);
+    the API repeats the saved password in the test's error: it is masked all the same."""
+    from reconciler.cli import main
+
+    secret = SECRETS[name]
+    server = _saving_api(bad_server)
+    cli_project(monkeypatch, tmp_path, _SAVED_FILE, origin=server.origin, token=TOKEN,
+                HARBOR_PASSWORD=secret, REGSYNC_API_RETRY_TIME="5")
+    assert main(["apply", "--auto-approve", "--report", "report.json"]) == 1
+    assert main(["test"]) == 1
+    captured = capsys.readouterr()
+    everything = captured.out + captured.err + (tmp_path / "report.json").read_text()
+    assert everything.count("pull refused: password ******** is refused") == 3  # apply, its report, `regsync test`
+    for shape in forms(secret) + forms(TOKEN):
+        assert shape not in everything, f"{shape!r} reached the output or the report"
