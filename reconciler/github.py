@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from reconciler import __version__
 from reconciler.errors import GitHubError
+from reconciler.redact import Masker
 
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
@@ -74,6 +75,11 @@ class GitHub:
         self.repository = repository
         self.max_pages = max_pages
         self._origin = (parts.scheme, parts.netloc)
+        self._masker = Masker((token,))  # a server or proxy may repeat the Authorization header
+        if transport is None:  # httpx's, with every socket operation bounded by a deadline
+            from reconciler.transport import transport_for
+
+            transport = transport_for(self.api_url)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             transport=transport,
@@ -105,11 +111,15 @@ class GitHub:
                  params: Mapping[str, Any] | None = None) -> tuple[Any, Mapping[str, str]]:
         import httpx
 
+        from reconciler.transport import deadline as ends_by
+        from reconciler.transport import deadline_passed
+
         what = f"GitHub {method} {urlsplit(url).path}"
         self.calls += 1
         deadline = time.monotonic() + self.timeout
         try:
-            with self._http.stream(method, url, json=body, params=params) as response:
+            with ends_by(deadline), \
+                    self._http.stream(method, url, json=body, params=params) as response:
                 raw = bytearray()
                 for chunk in response.iter_bytes():
                     raw += chunk
@@ -119,11 +129,16 @@ class GitHub:
                         raise GitHubError(f"{what}: the answer took longer than {self.timeout:g} s")
                 status, headers = response.status_code, response.headers
         except httpx.TimeoutException as exc:
+            if deadline_passed(exc) or time.monotonic() >= deadline:  # a drip, in headers too
+                raise GitHubError(f"{what}: the answer took longer than {self.timeout:g} s") from None
             raise GitHubError(f"{what}: no answer in time ({type(exc).__name__})") from exc
         except httpx.HTTPError as exc:
             raise GitHubError(f"{what}: cannot reach {self.api_url} ({type(exc).__name__})") from exc
+        text: bytes | str = bytes(raw)
+        if not 200 <= status < 300:  # what it says is shown: mask the token before anything
+            text = self._masker.mask(bytes(raw).decode("utf-8", "replace"))
         try:
-            data = json.loads(bytes(raw)) if raw else None
+            data = json.loads(text) if raw else None
         except (ValueError, RecursionError):  # not JSON, or nested past Python's limit
             data = None
         if 200 <= status < 300:

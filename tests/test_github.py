@@ -177,6 +177,20 @@ def test_github_errors_are_one_line_without_the_token(github_server, status, hea
     assert TOKEN not in text and "\n" not in text
 
 
+@pytest.mark.parametrize("where", ["message", "errors"])
+def test_a_token_the_server_repeats_is_masked(github_server, where):
+    """A proxy or server that repeats the Authorization header in its message."""
+    pr = github_server.add_issue(pull=True)
+    echo = f"Bearer {TOKEN} is not allowed"
+    body = ({"message": echo} if where == "message"
+            else {"message": "Validation Failed", "errors": [{"message": echo}]})
+    github_server.fail("GET", r"/comments$", 422, body=body)
+    with client(github_server) as gh, pytest.raises(GitHubError) as caught:
+        gh.upsert_comment(pr, plan_body("x"), marker=file_marker("registries.yaml"))
+    assert "Bearer ******** is not allowed" in str(caught.value)
+    assert TOKEN not in str(caught.value)
+
+
 def test_a_wrong_token_a_missing_pull_request_and_an_unreachable_server(github_server):
     pr = github_server.add_issue(pull=True)
     refused = r"the token was refused \(401: Bad credentials\)"
@@ -266,6 +280,14 @@ def _drip(conn, stopping):
         conn.sendall(b" ")
 
 
+def _drip_headers(conn, stopping):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Slow: " + b"a" * 300
+    for i in range(len(head)):  # the status line and headers a byte every 0.1 s
+        if stopping.wait(0.1):
+            return
+        conn.sendall(head[i : i + 1])
+
+
 def _flood(conn, stopping):
     conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n[")
     chunk = b" " * 65536
@@ -283,10 +305,11 @@ def _garbage(conn, stopping):
     ("reply", "message"),
     [
         (_drip, "the answer took longer than 1 s"),
+        (_drip_headers, "the answer took longer than 1 s"),
         (_flood, f"the answer is larger than {8 * 1024 * 1024} bytes"),
         (_garbage, "the answer is not JSON (status 200)"),
     ],
-    ids=["drip", "flood", "garbage"],
+    ids=["drip", "drip-headers", "flood", "garbage"],
 )
 def test_an_answer_is_bounded_in_time_and_size_and_must_be_json(reply, message):
     server = _Misbehaving(reply)
