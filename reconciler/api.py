@@ -176,7 +176,7 @@ class VendorAPI:
                  user_agent: str | None = None):
         import httpx
 
-        from reconciler.transport import transport_for
+        from reconciler.transport import ACCEPT_ENCODING, transport_for
 
         self._token = token_from({}, token)
         self.origin = _check_origin(origin)
@@ -198,6 +198,7 @@ class VendorAPI:
             headers={
                 "Content-Type": "application/json",
                 "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
                 "User-Agent": user_agent or f"regsync/{__version__}",
             },
         )

@@ -18,6 +18,7 @@ import ssl
 import threading
 import time
 import urllib.request
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -136,6 +137,39 @@ def _tls_failure(exc: BaseException) -> bool:
     return False
 
 
+#: The encodings the client asks for and inflates itself, within the body's cap; an
+#: answer in any other is taken as it came (and then is not the JSON it must be).
+ACCEPT_ENCODING = "gzip, deflate"
+
+
+class _Inflater:
+    """Inflates a gzip or deflate body chunk by chunk, never past ``room`` bytes at a
+    time (zlib's ``max_length``): httpx's own decoders inflate a whole read at once, so
+    64 KiB of a bomb took 64 MiB however small the cap."""
+
+    def __init__(self, encoding: str):
+        self._wbits = 31 if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS  # deflate: zlib-wrapped
+        self._inflate = zlib.decompressobj(self._wbits)
+        self._first = True
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        try:
+            out = self._inflate.decompress(data, room + 1)
+        except zlib.error:
+            if not (self._first and self._wbits == zlib.MAX_WBITS):
+                raise httpx.DecodingError("the answer's compressed body is corrupt") from None
+            self._wbits = -zlib.MAX_WBITS  # a raw deflate stream, as some servers send
+            self._inflate = zlib.decompressobj(self._wbits)
+            out = self._inflate.decompress(data, room + 1)
+        self._first = False
+        return out
+
+
+def _inflater(headers: Any) -> _Inflater | None:
+    encoding = headers.get("content-encoding", "").strip().lower()
+    return _Inflater(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
+
+
 class Failed(Exception):
     """An attempt that got no answer: ``ended`` is retry.CONNECT (nothing was sent),
     LOST (the request may have reached the server) or TIMEOUT (no answer in time)."""
@@ -171,7 +205,13 @@ def exchange(client: httpx.Client, method: str, url: str, *, content: bytes | No
         with deadline(at), client.stream(method, url, content=content, params=params,
                                          headers=headers, timeout=timeout) as response:
             chunks, size, complete = [], 0, True
-            for chunk in response.iter_bytes():
+            inflater = _inflater(response.headers)
+            if response.is_stream_consumed:  # a transport that answered in memory, decoded
+                inflater, raws = None, response.iter_bytes()
+            else:
+                raws = response.iter_raw()
+            for raw in raws:
+                chunk = raw if inflater is None else inflater.feed(raw, limit - size)
                 size += len(chunk)
                 if size > limit:
                     chunks.append(chunk[: max(limit - size + len(chunk), 0)])

@@ -118,6 +118,35 @@ def test_a_gzip_bomb_stops_at_the_list_cap_with_a_clear_error(bad_server):
             api.list_registries()
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_compressed_answer_is_inflated_no_further_than_its_cap(bad_server, encoding):
+    """The cap holds while inflating, not after: a 64 KiB read that inflates to 64 MiB
+    never sits in memory whole when the cap is 1 MiB (and the right answer still reads)."""
+    import tracemalloc
+    import zlib
+
+    bomb = gzip_bomb(64 << 20)
+    if encoding == "deflate":
+        bomb = zlib.compress(b"\0" * (64 << 20), 9)
+    good = zlib.compressobj(9, zlib.DEFLATED, 31 if encoding == "gzip" else 15)
+    good = good.compress(json.dumps({"external_registry": REGISTRY}).encode()) + good.flush()
+    replies = iter([bomb, good])
+    server = bad_server(lambda request, conn: conn.sendall(response(
+        200, next(replies), headers={"Content-Type": "application/json",
+                                     "Content-Encoding": encoding})))
+    with client(server) as api:
+        tracemalloc.start()
+        try:
+            with pytest.raises(APIError, match=r"larger than the 1 MiB limit"):
+                api.update_registry("acme", write())
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert api.update_registry("acme", write()).slug == "acme"
+        assert server.requests[-1].headers["accept-encoding"] == "gzip, deflate"
+    assert peak < 16 << 20, f"{peak / (1 << 20):.0f} MiB held while inflating"
+
+
 def test_the_list_cap_follows_its_variable(bad_server):
     body = json.dumps({"external_registries": [REGISTRY] * 5000}).encode()  # ~0.9 MiB
     server = bad_server(lambda request, conn: conn.sendall(response(200, body)))
