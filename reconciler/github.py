@@ -76,9 +76,9 @@ class GitHub:
         self.max_pages = max_pages
         self._origin = (parts.scheme, parts.netloc)
         self._masker = Masker((token,))  # a server or proxy may repeat the Authorization header
-        if transport is None:  # httpx's, with every socket operation bounded by a deadline
-            from reconciler.transport import transport_for
+        from reconciler.transport import ACCEPT_ENCODING, transport_for
 
+        if transport is None:  # httpx's, with every socket operation bounded by a deadline
             transport = transport_for(self.api_url)
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
@@ -88,6 +88,7 @@ class GitHub:
                 "Accept": "application/vnd.github+json",
                 "X-GitHub-Api-Version": API_VERSION,
                 "User-Agent": f"regsync/{__version__}",
+                "Accept-Encoding": ACCEPT_ENCODING,
             },
             follow_redirects=False,
         )
@@ -112,7 +113,7 @@ class GitHub:
         import httpx
 
         from reconciler.transport import deadline as ends_by
-        from reconciler.transport import deadline_passed
+        from reconciler.transport import deadline_passed, inflated
 
         what = f"GitHub {method} {urlsplit(url).path}"
         self.calls += 1
@@ -121,7 +122,7 @@ class GitHub:
             with ends_by(deadline), \
                     self._http.stream(method, url, json=body, params=params) as response:
                 raw = bytearray()
-                for chunk in response.iter_bytes():
+                for chunk in inflated(response, MAX_BODY_BYTES):
                     raw += chunk
                     if len(raw) > MAX_BODY_BYTES:
                         raise GitHubError(f"{what}: the answer is larger than {MAX_BODY_BYTES} bytes")

@@ -214,6 +214,8 @@ class _Session:
                  timeout: float, deadline: float, transport: httpx.BaseTransport | None) -> None:
         import httpx
 
+        from reconciler.transport import ACCEPT_ENCODING
+
         self.host = registry_host(endpoint)
         self.insecure = insecure
         self.timeout = timeout
@@ -236,7 +238,7 @@ class _Session:
             verify=shared_ssl_context() if transport is None else True,
             timeout=httpx.Timeout(timeout),
             follow_redirects=False,  # followed in _send, without reading redirect bodies
-            headers={"User-Agent": f"regsync/{__version__}"},
+            headers={"User-Agent": f"regsync/{__version__}", "Accept-Encoding": ACCEPT_ENCODING},
             event_hooks={"request": [self._guard]},
         )
 
@@ -346,8 +348,10 @@ class _Session:
     def _read(self, response, limit: int, what: str) -> bytes:
         if limit <= 0:
             return b""
+        from reconciler.transport import inflated
+
         data = bytearray()
-        for chunk in response.iter_bytes():  # decompressed: the cap holds for gzip bombs too
+        for chunk in inflated(response, limit):  # the cap holds while a gzip bomb inflates
             data += chunk
             if len(data) > limit:
                 raise _Done(PullCheck("unreachable", response.status_code, None,

@@ -21,6 +21,7 @@ import urllib.request
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Any
 
 import httpcore
@@ -170,6 +171,24 @@ def _inflater(headers: Any) -> _Inflater | None:
     return _Inflater(encoding) if encoding in ("gzip", "x-gzip", "deflate") else None
 
 
+def inflated(response: httpx.Response, limit: int) -> Iterator[bytes]:
+    """``response``'s body, decompressed, in chunks that never take it more than one
+    byte past ``limit`` (so the caller sees that it is over): a gzip or deflate body
+    is inflated here within that room; a body in another encoding comes as it is."""
+    inflater = _inflater(response.headers)
+    if response.is_stream_consumed:  # a transport that answered in memory, decoded
+        inflater, raws = None, response.iter_bytes()
+    else:
+        raws = response.iter_raw()
+    size = 0
+    for raw in raws:
+        chunk = raw if inflater is None else inflater.feed(raw, max(limit - size, 0))
+        size += len(chunk)
+        yield chunk
+        if size > limit:
+            return
+
+
 class Failed(Exception):
     """An attempt that got no answer: ``ended`` is retry.CONNECT (nothing was sent),
     LOST (the request may have reached the server) or TIMEOUT (no answer in time)."""
@@ -205,13 +224,7 @@ def exchange(client: httpx.Client, method: str, url: str, *, content: bytes | No
         with deadline(at), client.stream(method, url, content=content, params=params,
                                          headers=headers, timeout=timeout) as response:
             chunks, size, complete = [], 0, True
-            inflater = _inflater(response.headers)
-            if response.is_stream_consumed:  # a transport that answered in memory, decoded
-                inflater, raws = None, response.iter_bytes()
-            else:
-                raws = response.iter_raw()
-            for raw in raws:
-                chunk = raw if inflater is None else inflater.feed(raw, limit - size)
+            for chunk in inflated(response, limit):
                 size += len(chunk)
                 if size > limit:
                     chunks.append(chunk[: max(limit - size + len(chunk), 0)])

@@ -425,6 +425,34 @@ def test_an_endless_or_inflating_token_answer_is_capped():
                                 "larger than 1048576 bytes")
 
 
+def test_an_inflating_manifest_is_inflated_no_further_than_its_cap():
+    """A registry's gzip bomb: the 4 MiB manifest cap holds while inflating, not only
+    after each 64 KiB read was inflated whole (64 MiB each)."""
+    import gzip
+    import tracemalloc
+
+    bomb = gzip.compress(b"\0" * (256 << 20), 9)
+
+    def inflating(handler, stop):
+        handler.send_response(200)
+        handler.send_header("Content-Encoding", "gzip")
+        handler.send_header("Content-Length", str(len(bomb)))
+        handler.end_headers()
+        handler.wfile.write(bomb)
+
+    with Misbehaving({("GET", "/v2/"): status(200),
+                      ("HEAD", "/v2/test/hello/manifests/v1"): status(405),
+                      ("GET", "/v2/test/hello/manifests/v1"): inflating}) as reg:
+        tracemalloc.start()
+        try:
+            result = check_pull(reg.endpoint, HELLO, timeout=5)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert result.error == f"{reg.endpoint} unreachable: the answer is larger than 4194304 bytes"
+    assert peak < 32 << 20, f"{peak / (1 << 20):.0f} MiB held while inflating"
+
+
 def test_a_redirect_body_is_never_read():
     with Misbehaving({("GET", "/v2/"): endless(302, Location="/v2/real/"),
                       ("GET", "/v2/real/"): status(200)}) as reg:
