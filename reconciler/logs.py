@@ -41,7 +41,10 @@ def parse_duration(text: str) -> timedelta:
             f"{shown!r} is not a duration; write a number and a unit, s m h d or w "
             "(e.g. 30m, 24h, 7d, 1h30m)"
         )
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:  # more days than a timedelta holds: longer than any log is old
+        return timedelta.max
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -66,7 +69,10 @@ def select(
     date no older than that; with ``failures``, only unsuccessful ones."""
     cutoff = None
     if since is not None:
-        cutoff = (now or datetime.now(UTC)) - since
+        try:
+            cutoff = (now or datetime.now(UTC)) - since
+        except OverflowError:  # a window reaching before year 1 holds every date
+            cutoff = datetime.min.replace(tzinfo=UTC)
     out = []
     for entry in logs:
         if failures and entry.is_success:

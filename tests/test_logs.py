@@ -129,3 +129,12 @@ def test_a_bad_since_is_a_usage_error_before_any_call(team, capsys):
     assert main(["logs", "--since", "yesterday"]) == 1
     assert "'yesterday' is not a duration" in capsys.readouterr().err
     assert team.stats["requests"] == before
+
+
+@pytest.mark.parametrize("since", ["999999999d", "99999999999999999999999d"])
+def test_a_since_longer_than_the_calendar_keeps_every_dated_entry(team, capsys, since):
+    """A window reaching before year 1 (or past what a timedelta holds) is everything,
+    not an OverflowError that exits 3."""
+    assert main(["logs", "demo", "--since", since, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {row["tag"] for row in rows} == {"missing", "v1"}
