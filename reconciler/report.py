@@ -12,7 +12,10 @@ _MAX_ROWS = 500  # a job summary holds 1 MiB; far more rows than a review can re
 
 
 def _cell(text: object) -> str:
-    return printable(str(text)).replace("|", "\\|")[:300]
+    """A table cell showing ``text`` as it is: escaped, so that neither HTML nor a
+    markdown link or image in a message from elsewhere is rendered."""
+    text = printable(str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("|", "\\|").replace("](", "]\\(")[:300]
 
 
 def summary_line(result: ApplyResult) -> str:

@@ -32,3 +32,18 @@ def test_nothing_to_do_says_so():
     text = apply_markdown(ApplyResult())
     assert text == ("### regsync apply\n\n**Apply complete: 0 added, 0 changed, 0 destroyed; "
                     "tests: 0 passed, 0 failed.**\n\nNo changes were needed.\n")
+
+
+def test_html_and_links_from_the_api_are_shown_as_text_not_rendered():
+    """A job summary renders HTML and markdown links: a registry's or the API's text
+    must not draw an image (a tracking pixel), a heading or a link that hides its URL."""
+    hostile = ('<img src="https://evil.example/p.png"> <h1>All good</h1> &amp; '
+               '[docs](https://evil.example/x) ![x](https://evil.example/y.png)')
+    result = ApplyResult(
+        changes=(ChangeOutcome(Change("update", "quay", "quay"), "failed", error=hostile),),
+        tests=(ImageTestOutcome("hub", "acme/api:v1", 401, False, error=hostile),),
+    )
+    text = apply_markdown(result)
+    assert "<" not in text and ">" not in text and "](" not in text
+    assert text.count("&lt;img src=\"https://evil.example/p.png\"&gt; &lt;h1&gt;All good&lt;/h1&gt; "
+                      "&amp;amp; [docs]\\(https://evil.example/x)") == 2
