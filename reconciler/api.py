@@ -176,7 +176,7 @@ class VendorAPI:
                  user_agent: str | None = None):
         import httpx
 
-        from reconciler.transport import ACCEPT_ENCODING, transport_for
+        from reconciler.transport import ACCEPT_ENCODING, proxy_secrets, transport_for
 
         self._token = token_from({}, token)
         self.origin = _check_origin(origin)
@@ -187,6 +187,8 @@ class VendorAPI:
         self._lock = threading.Lock()
         self._calls = 0
         self._known: set[str] = set()  # every credential this run knows (``mask_also``)
+        if transport is None:  # the environment's proxy: its password is a credential too
+            self.mask_also(proxy_secrets(self.origin))
         try:
             transport = transport or transport_for(self.origin)
         except (ValueError, ImportError) as exc:  # e.g. a socks proxy without socksio

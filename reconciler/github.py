@@ -75,9 +75,10 @@ class GitHub:
         self.repository = repository
         self.max_pages = max_pages
         self._origin = (parts.scheme, parts.netloc)
-        self._masker = Masker((token,))  # a server or proxy may repeat the Authorization header
-        from reconciler.transport import ACCEPT_ENCODING, transport_for
+        from reconciler.transport import ACCEPT_ENCODING, proxy_secrets, transport_for
 
+        # a server or proxy may repeat the Authorization (or Proxy-Authorization) header
+        self._masker = Masker((token, *proxy_secrets(self.api_url)))
         if transport is None:  # httpx's, with every socket operation bounded by a deadline
             transport = transport_for(self.api_url)
         self._http = httpx.Client(

@@ -13,6 +13,7 @@ would: httpx skips them when given a transport, so they are looked up here.
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import threading
@@ -99,14 +100,38 @@ def deadline_passed(exc: BaseException) -> bool:
     return _PASSED in str(exc)
 
 
+def _proxy_for(origin: str) -> str | None:
+    """The proxy URL the environment names for ``origin``, if any."""
+    proxies = urllib.request.getproxies()
+    proxy = proxies.get(httpx.URL(origin).scheme) or proxies.get("all")
+    if proxy and urllib.request.proxy_bypass(httpx.URL(origin).host):
+        return None
+    return proxy
+
+
+def proxy_secrets(origin: str) -> list[str]:
+    """The password of the proxy used for ``origin``, as the URL holds it, decoded, and
+    in the Basic ``Proxy-Authorization`` header httpx sends it in: a proxy that repeats
+    the request it refused must not get them into an error."""
+    proxy = _proxy_for(origin)
+    if not proxy:
+        return []
+    try:
+        url = httpx.URL(proxy)
+    except (ValueError, httpx.InvalidURL):
+        return []
+    if not url.password:
+        return []
+    raw = url.userinfo.decode("ascii", "replace")
+    basic = base64.b64encode(f"{url.username}:{url.password}".encode()).decode("ascii")
+    return [url.password, raw.partition(":")[2], basic]
+
+
 def transport_for(origin: str) -> httpx.HTTPTransport:
     """httpx's transport for ``origin`` (through the environment's proxy for it, if
     any), with every socket operation bounded by the thread's request deadline."""
-    proxies = urllib.request.getproxies()
     scheme = httpx.URL(origin).scheme
-    proxy = proxies.get(scheme) or proxies.get("all")
-    if proxy and urllib.request.proxy_bypass(httpx.URL(origin).host):
-        proxy = None
+    proxy = _proxy_for(origin)
     # A plain-http origin (the sandbox) never makes a TLS connection: no CA bundle to load (~30 ms).
     tls = scheme == "https" or bool(proxy and proxy.startswith("https"))
     try:

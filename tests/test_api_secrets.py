@@ -232,3 +232,29 @@ def test_a_saved_password_repeated_in_a_test_by_slug_is_masked(bad_server, tmp_p
     assert everything.count("pull refused: password ******** is refused") == 3  # apply, its report, `regsync test`
     for shape in forms(secret) + forms(TOKEN):
         assert shape not in everything, f"{shape!r} reached the output or the report"
+
+
+@pytest.mark.parametrize("kind", ["message", "html"])
+def test_a_proxy_that_repeats_the_request_shows_none_of_its_credentials(bad_server, monkeypatch,
+                                                                        kind):
+    """HTTP_PROXY's password goes in Proxy-Authorization (base64 of user:password); a
+    proxy that repeats the request it refused must not put it, in any form, in the error."""
+    password = f"CANARY-PROXY-{U}"
+
+    def refuse(request, conn):
+        echo = (f"{request.method} {request.path}\r\n"
+                + "".join(f"{k}: {v}\r\n" for k, v in request.headers.items()))
+        conn.sendall(json_response(407, {"message": echo}) if kind == "message"
+                     else response(407, echo.encode(), headers={"Content-Type": "text/plain"}))
+
+    proxy = bad_server(refuse)
+    monkeypatch.setenv("HTTP_PROXY", f"http://proxyuser:{password}@127.0.0.1:{proxy.port}")
+    monkeypatch.setenv("NO_PROXY", "")
+    with VendorAPI(token=TOKEN, origin="http://a:9/vendor") as client:
+        with pytest.raises(APIError) as info:
+            client.list_registries()
+    text = _texts(info.value)
+    assert proxy.requests and "proxy-authorization" in proxy.requests[0].headers
+    assert "407" in str(info.value) and "********" in str(info.value)
+    for shape in forms(password) + [base64.b64encode(f"proxyuser:{password}".encode()).decode()]:
+        assert shape not in text, f"{shape!r} reached the error"
