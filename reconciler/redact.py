@@ -39,7 +39,7 @@ def _char(ch: str) -> str:
     forms = [re.escape(ch)]
     if ch in _ESCAPED:
         forms.append(_ESCAPED[ch])
-    if ord(ch) > 0x7E:
+    if ord(ch) > 0x7E or not ch.isalnum():  # Go's JSON writes & < > as \u0026 \u003c \u003e
         code = f"{ord(ch):04x}"
         forms.append(rf"\\u(?i:{code})" if ord(ch) <= 0xFFFF else re.escape(ascii(ch)[1:-1]))
     return forms[0] if len(forms) == 1 else "(?:" + "|".join(forms) + ")"

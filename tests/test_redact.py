@@ -28,6 +28,8 @@ KEY = json.dumps({"type": "service_account", "private_key_id": "0123456789abcdef
     ("s3cret-password", "basic " + base64.b64encode(b"s3cret-password").decode()),
     ("s3cret-password-that-is-long", "bad value 's3cret-passw...'"),  # cut short upstream
     ("café-password-ü", "bad: caf\\u00e9-password-\\u00fc"),  # \\u escapes
+    ("p&ss<word>-long", "bad: p\\u0026ss\\u003cword\\u003e-long"),  # Go's json escapes & < >
+    ("p&ss<word>-long", "bad: p\\u0026SS\\u003Cword\\u003E-long".replace("SS", "ss")),
 ])
 def test_each_form_is_masked(secret, reply):
     masked = Masker([secret], username="robot").mask(reply)
