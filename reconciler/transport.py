@@ -20,9 +20,9 @@ import threading
 import time
 import urllib.request
 import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from collections.abc import Iterator
 from typing import Any
 
 import httpcore
