@@ -187,6 +187,7 @@ class VendorAPI:
         self._lock = threading.Lock()
         self._calls = 0
         self._known: set[str] = set()  # every credential this run knows (``mask_also``)
+        self._known_masker: Masker | None = None  # of the token and ``_known``; None: stale
         if transport is None:  # the environment's proxy: its password is a credential too
             self.mask_also(proxy_secrets(self.origin))
         try:
@@ -227,7 +228,10 @@ class VendorAPI:
         test by slug sends no password, yet the API may repeat the one it saved."""
         values = {s.reveal() if isinstance(s, Secret) else s for s in secrets}
         with self._lock:
+            before = len(self._known)
             self._known.update(v for v in values if v)
+            if len(self._known) != before:
+                self._known_masker = None
 
     def _masker(self, password: Secret | None = None, username: str | None = None) -> Masker:
         """Masks the token, the password of this call, and every credential sent or
@@ -236,8 +240,12 @@ class VendorAPI:
         if secret:
             self.mask_also((secret,))
         with self._lock:
-            known = tuple(self._known)
-        return Masker((self._token.reveal(), secret, *known), username=username)
+            # Built once per set of known credentials, not once per call: a run knows
+            # every credential of its file, and an apply makes a call per registry.
+            if self._known_masker is None:
+                self._known_masker = Masker((self._token.reveal(), *self._known))
+            masker = self._known_masker
+        return masker if username is None else masker.with_username(username)
 
     # --- the endpoints ---------------------------------------------------------
 

@@ -18,6 +18,7 @@ The rule, used by every boundary that may repeat a secret back:
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 from collections.abc import Iterable
@@ -101,6 +102,12 @@ class Masker:
         self._username = username
         self.withhold = any(_visible(v) < MIN_MASKED for v in self._values)
         self._regex: re.Pattern | None = None  # compiled on first use: most calls never need it
+
+    def with_username(self, username: str) -> Masker:
+        """The same secrets, masked also in their base64 forms with ``username``."""
+        other = copy.copy(self)
+        other._username, other._regex = username, None
+        return other
 
     def _compiled(self) -> re.Pattern:
         if self._regex is None:
